@@ -34,9 +34,6 @@ INTERPRETED: bool = os.environ.get("TRITON_INTERPRET") == "1"
 LOG2E: float = 1.4426950408889634  # log2(e): natural-log logits -> exp2 domain
 _LN2 = tl.constexpr(0.6931471805599453)  # ln(2): exp2-domain LSE -> natural log
 
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-MAX_HEAD_DIM = 256
-
 
 def make_configs(shapes: list[tuple[int, int, int, int]]) -> list[triton.Config]:
     """Autotune candidates as (BLOCK_M, BLOCK_N, num_warps, num_stages).
