@@ -1,0 +1,1 @@
+"""attnbench's tools: verification, benchmarks, the regression gate and the command line."""

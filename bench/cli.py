@@ -1,0 +1,82 @@
+"""The ``attnbench`` command line: one subcommand per job, each in its own module.
+
+A subcommand module defines ``add_parser(subparsers) -> argparse.ArgumentParser`` and sets
+``func`` (taking the parsed arguments, returning an exit code) with ``set_defaults``. Every
+subcommand accepts ``--plugin MODULE`` (repeatable); ATTNBENCH_PLUGINS and the entry-point
+group ``attnbench.variants`` are loaded too.
+
+Exit codes: 0 success, 1 a check or gate failed, 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+from bench.runtime import configure_triton
+
+# Subcommand modules, in the order `attnbench --help` lists them.
+COMMANDS = ("bench.cli_list",)
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE to register extra variants (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attnbench",
+        description="Verify and benchmark attention and Transformer-block variants.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        add_common(importlib.import_module(name).add_parser(sub))
+    return parser
+
+
+def load_variants(plugins: list[str]) -> list[str]:
+    """Import the built-in variants and the plugins; returns the plugin modules loaded."""
+    import variants  # noqa: F401  (registers the built-ins)
+    from variants.plugins import load_plugins
+
+    return load_plugins(plugins)
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_triton()  # before anything imports a Triton kernel
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.plugins_loaded = load_variants(args.plugin)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"attnbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"attnbench {args.command}: interrupted; finished results are kept",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # environment errors: plugin import, unwritable dirs, bad files
+        from bench.results import ResultsError
+        from variants.plugins import PluginError
+
+        if isinstance(exc, PluginError | ResultsError | KeyError | ValueError):
+            message = exc.args[0] if isinstance(exc, KeyError) else exc
+            print(f"attnbench {args.command}: error: {message}", file=sys.stderr)
+            return 2
+        raise
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

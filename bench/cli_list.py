@@ -1,0 +1,41 @@
+"""``attnbench list``: the registry and each variant's declared capabilities."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from variants.registry import Case, dtype_name, list_variants, not_supported_reasons
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser("list", help="show registered variants and their capabilities")
+    parser.add_argument("--kind", choices=("attention", "block"), help="only this kind")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.cli import print_json
+
+    found = list_variants(args.kind)
+    if args.json:
+        print_json([{"name": v.name, "kind": v.kind, "module": v.module, "doc": v.doc,
+                     "capabilities": v.caps.as_dict(),
+                     "here": not_supported_reasons(v, Case()) or "available"} for v in found])
+        return 0
+    rows = []
+    for v in found:
+        c = v.caps
+        reasons = not_supported_reasons(v, Case(dtype=c.on("cpu").dtypes[0]))
+        rows.append([v.name, v.kind, ",".join(c.devices),
+                     ",".join(dtype_name(d) for d in c.dtypes),
+                     "yes" if c.causal else "no", "yes" if c.attn_mask else "no",
+                     "yes" if c.gqa else "no", "yes" if c.backward else "no",
+                     c.causal_alignment, c.fully_masked_rows,
+                     "available" if not reasons else "; ".join(reasons)])
+    print(tabulate(rows, headers=["name", "kind", "devices", "dtypes", "causal", "mask", "gqa",
+                                  "bwd", "causal align", "masked rows", "here (cpu)"]))
+    return 0

@@ -1,0 +1,38 @@
+"""nox sessions. `nox -s tests` runs the test suite; `nox -s lint` runs ruff.
+
+torch is installed first, pinned by ATTNBENCH_TORCH_SPEC (default torch==2.13.0: the CPU wheel
+these machines keep on disk; an unpinned torch pulls a multi-GB CUDA build). On another machine
+set e.g. ATTNBENCH_TORCH_SPEC="torch==2.11.0".
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint"]
+
+TORCH_SPEC = os.environ.get("ATTNBENCH_TORCH_SPEC", "torch==2.13.0")
+PYTHON = os.environ.get("ATTNBENCH_PYTHON")  # None: the interpreter running nox
+
+
+def install_project(session: nox.Session) -> None:
+    session.install(TORCH_SPEC)
+    session.install("-e", ".[triton,memory]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Fast tests by default; pass pytest arguments after `--` (e.g. `-- -m slow`)."""
+    install_project(session)
+    args = session.posargs or ["-m", "not slow"]
+    session.run("python", "-m", "pytest", *args)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
