@@ -174,3 +174,12 @@ def load_provenance(results_dir: str | Path) -> dict[str, Any]:
     if record.get("schema") != SCHEMA:
         raise ResultsError(f"{path}: schema {record.get('schema')!r}, expected {SCHEMA!r}")
     return record
+
+
+def variant_catalog() -> dict[str, dict[str, Any]]:
+    """Every registered variant's kind, summary and capabilities, for provenance records (the
+    report draws its capability matrix from results files alone)."""
+    from variants.registry import list_variants
+
+    return {v.name: {"kind": v.kind, "doc": v.doc, "module": v.module,
+                     "capabilities": v.caps.as_dict()} for v in list_variants()}
