@@ -70,7 +70,8 @@ def _read_lines(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
         except ValueError as exc:
             torn = number == len(lines) and not line.endswith("\n")
             if not torn:
-                raise ResultsError(f"{path}: line {number} is not a valid JSON record ({exc})")
+                raise ResultsError(
+                    f"{path}: line {number} is not a valid JSON record ({exc})") from None
             if repair:  # cut the torn tail so appended rows start on a fresh line
                 with open(path, "r+", encoding="utf-8") as fh:
                     fh.truncate(len("".join(lines[:-1]).encode("utf-8")))
@@ -92,7 +93,8 @@ class ResultsWriter:
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
-            raise ResultsError(f"--out {self.dir}: directory is not writable ({exc.strerror})")
+            raise ResultsError(
+                f"--out {self.dir}: directory is not writable ({exc.strerror})") from None
         existing = self.dir / RESULTS
         if existing.exists() and existing.stat().st_size and not resume:
             raise ResultsError(f"--out {self.dir}: already holds results; pass --resume to "

@@ -188,7 +188,7 @@ def register_attention(name: str, **capabilities: Any) -> Callable[[Callable], C
 
 
 def register_block(name: str, **capabilities: Any) -> Callable[[Callable], Callable]:
-    """Decorator: register a block factory ``(d_model, n_heads, *, attention=..., ...) -> Module``."""
+    """Decorator: register a block factory ``(d_model, n_heads, *, attention=...) -> Module``."""
     return _register("block", name, capabilities)
 
 
