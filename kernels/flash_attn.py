@@ -42,6 +42,9 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     reason = triton_available()
     if reason is not None:
         raise RuntimeError(f"Triton FlashAttention unavailable: {reason}")
+    if FP32_DOT_PRECISION not in ("ieee", "tf32", "tf32x3"):
+        raise ValueError(f"FP32_DOT_PRECISION must be ieee, tf32 or tf32x3, "
+                         f"got {FP32_DOT_PRECISION!r}")
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError("q, k, v must be 4-D: (B, Hq, N, D), (B, Hkv, S, D), (B, Hkv, S, Dv)")
     if q.dtype not in SUPPORTED_DTYPES or not (q.dtype == k.dtype == v.dtype):

@@ -36,7 +36,6 @@ DQ_CONFIGS = make_configs([
     (128, 32, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2), (128, 64, 8, 2), (64, 16, 4, 2),
     (32, 32, 4, 1),
 ])
-_LOG2E = tl.constexpr(LOG2E)
 
 
 @triton.jit
@@ -66,7 +65,7 @@ def _bwd_dkdv_kernel(
     stride_dob, stride_doh, stride_don, stride_dod,
     stride_dkb, stride_dkh, stride_dks, stride_dkd,
     stride_dvb, stride_dvh, stride_dvs, stride_dvd,
-    H_KV, GROUP, N_CTX, S_CTX, scale, qk_scale, N_BUCKET, S_BUCKET,
+    H_KV, GROUP, N_CTX, S_CTX, scale, N_BUCKET, S_BUCKET,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -117,14 +116,14 @@ def _bwd_dkdv_kernel(
             if UPCAST:
                 qT = qT.to(tl.float32)
                 do = do.to(tl.float32)
-            lse2 = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0) * _LOG2E
+            lse = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + row_base + offs_m, mask=row_ok, other=0.0)
 
-            qkT = tl.dot(k, qT, input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_N, BLOCK_M)
+            qkT = tl.dot(k, qT, input_precision=DOT_PRECISION) * scale  # (BLOCK_N, BLOCK_M)
             visible = row_ok[None, :] & col_ok[:, None]
             if CAUSAL:
                 visible = visible & (offs_m[None, :] >= offs_n[:, None])
-            pT = tl.where(visible, tl.exp2(qkT - lse2[None, :]), 0.0)  # P^T, exactly 0 if masked
+            pT = tl.where(visible, tl.exp2((qkT - lse[None, :]) * LOG2E), 0.0)  # P^T; 0 masked
             dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
             dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
             dsT = pT * (dpT - delta[None, :])
@@ -150,7 +149,7 @@ def _bwd_dq_kernel(
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_dob, stride_doh, stride_don, stride_dod,
     stride_dqb, stride_dqh, stride_dqn, stride_dqd,
-    H_Q, GROUP, N_CTX, S_CTX, scale, qk_scale, N_BUCKET, S_BUCKET,
+    H_Q, GROUP, N_CTX, S_CTX, scale, N_BUCKET, S_BUCKET,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -181,7 +180,7 @@ def _bwd_dq_kernel(
     if UPCAST:
         q = q.to(tl.float32)
         do = do.to(tl.float32)
-    lse2 = tl.load(LSE + off_bh * N_CTX + offs_m, mask=row_ok, other=0.0) * _LOG2E
+    lse = tl.load(LSE + off_bh * N_CTX + offs_m, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + off_bh * N_CTX + offs_m, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
@@ -201,11 +200,11 @@ def _bwd_dq_kernel(
             kT = kT.to(tl.float32)
             vT = vT.to(tl.float32)
 
-        qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
+        qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * scale  # (BLOCK_M, BLOCK_N)
         visible = row_ok[:, None] & col_ok[None, :]
         if CAUSAL:
             visible = visible & (cols[None, :] <= offs_m[:, None])
-        p = tl.where(visible, tl.exp2(qk - lse2[:, None]), 0.0)
+        p = tl.where(visible, tl.exp2((qk - lse[:, None]) * LOG2E), 0.0)
         dp = tl.dot(do, vT, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_N)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=DOT_PRECISION)
@@ -250,7 +249,7 @@ def flash_bwd(
     common = dict(
         HEAD_DIM=D, HEAD_DIM_V=Dv, BLOCK_D=block_dim(D), BLOCK_DV=block_dim(Dv),
         CAUSAL=bool(causal), **dot_settings(q.dtype, fp32_precision))
-    sizes = (N, S, scale, scale * LOG2E, triton.next_power_of_2(N), triton.next_power_of_2(S))
+    sizes = (N, S, scale, triton.next_power_of_2(N), triton.next_power_of_2(S))
 
     def grid_dkdv(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(S, meta["BLOCK_N"]), B * Hkv)

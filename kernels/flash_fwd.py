@@ -8,8 +8,11 @@ Dimension glossary (used in every shape comment):
 
 One program computes one BLOCK_M tile of queries for one (batch, query head). It streams over
 key/value tiles with the online softmax of FlashAttention-2: a running row max `m_i`, a running
-row sum `l_i` and an output accumulator `acc` that is rescaled whenever the max grows. Logits are
-kept in the exp2 domain (multiplied by log2(e)) because exp2 is a single instruction on GPUs.
+row sum `l_i` and an output accumulator `acc` that is rescaled whenever the max grows.
+exp(x) is computed as exp2(x * log2(e)) (exp2 is one instruction on GPUs), but only after the
+row max is subtracted: folding log2(e) into the scale, as the Triton tutorial does, rounds
+|logit| * log2(e) and costs fp32 a few ulps of relative error in P for large logits, while
+(logit - max) is small exactly where P is large.
 The kernel writes O and the natural-log log-sum-exp of each query row, which the backward pass
 uses to recompute the softmax without storing the (N, S) probability matrix.
 
@@ -31,8 +34,8 @@ import triton.language as tl
 # interpreted (CPU) or compiled (GPU). kernels.triton_available() reports a later mismatch.
 INTERPRETED: bool = os.environ.get("TRITON_INTERPRET") == "1"
 
-LOG2E: float = 1.4426950408889634  # log2(e): natural-log logits -> exp2 domain
-_LN2 = tl.constexpr(0.6931471805599453)  # ln(2): exp2-domain LSE -> natural log
+LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x * log2(e))
+LN2 = tl.constexpr(0.6931471805599453)  # ln(x) = log2(x) * ln(2)
 
 
 def make_configs(shapes: list[tuple[int, int, int, int]]) -> list[triton.Config]:
@@ -73,12 +76,12 @@ def dot_settings(dtype: torch.dtype, fp32_precision: str) -> dict:
 
     UPCAST: bf16 tl.dot returns garbage in the Triton interpreter (upstream issue 11584), so
     there the dot operands are cast to fp32 first; on the GPU bf16 tensor cores are used.
-    DOT_PRECISION: only meaningful for fp32 operands ("ieee" exact, "tf32" fast); None lets
-    triton pick its default for fp16/bf16, where the setting has no effect.
+    DOT_PRECISION: "ieee" (exact) or "tf32" (tensor cores) for fp32 x fp32 dots. Triton's
+    NVIDIA backend reads it only for fp32 operands, so fp16/bf16 dots are unaffected.
     """
     return {
         "UPCAST": INTERPRETED and dtype == torch.bfloat16,
-        "DOT_PRECISION": fp32_precision if dtype == torch.float32 else None,
+        "DOT_PRECISION": fp32_precision,
     }
 
 
@@ -90,7 +93,7 @@ def _fwd_kernel(
     stride_kb, stride_kh, stride_ks, stride_kd,
     stride_vb, stride_vh, stride_vs, stride_vd,
     stride_ob, stride_oh, stride_on, stride_od,
-    H_Q, GROUP, N_CTX, S_CTX, qk_scale, N_BUCKET, S_BUCKET,
+    H_Q, GROUP, N_CTX, S_CTX, scale, N_BUCKET, S_BUCKET,
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -118,8 +121,8 @@ def _fwd_kernel(
     if UPCAST:
         q = q.to(tl.float32)
 
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max (exp2 domain)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running sum of exp2(logit - m_i)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max logit
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running sum of exp(logit - m_i)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)  # running unnormalised output
 
     # Causal: key tiles that start after the tile's last query row are fully masked; skip them.
@@ -139,7 +142,7 @@ def _fwd_kernel(
             kT = kT.to(tl.float32)
             v = v.to(tl.float32)
 
-        qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
+        qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * scale  # (BLOCK_M, BLOCK_N)
         visible = col_ok[None, :]
         if CAUSAL:
             visible = visible & (cols[None, :] <= offs_m[:, None])
@@ -149,8 +152,8 @@ def _fwd_kernel(
         # A row with every logit masked so far has m_new = -inf; subtracting 0 instead keeps
         # exp2(-inf - -inf) = NaN out: p and alpha become exactly 0.
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(qk - m_safe[:, None])  # (BLOCK_M, BLOCK_N)
-        alpha = tl.exp2(m_i - m_safe)  # rescales what was accumulated under the old max
+        p = tl.exp2((qk - m_safe[:, None]) * LOG2E)  # (BLOCK_M, BLOCK_N)
+        alpha = tl.exp2((m_i - m_safe) * LOG2E)  # rescales what was accumulated so far
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
@@ -159,7 +162,7 @@ def _fwd_kernel(
     # A row that saw no key at all keeps l_i = 0: write 0 output and LSE = -inf, never NaN.
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     acc = acc / l_safe[:, None]
-    lse = (m_i + tl.log2(l_safe)) * _LN2  # (BLOCK_M,) natural log
+    lse = m_i + tl.log2(l_safe) * LN2  # (BLOCK_M,) natural log
 
     tl.store(
         o_base + offs_m[:, None] * stride_on + offs_dv[None, :] * stride_od,
@@ -195,7 +198,7 @@ def flash_fwd(
     _fwd_kernel[grid](
         q, k, v, out, lse,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        Hq, Hq // Hkv, N, S, scale * LOG2E,
+        Hq, Hq // Hkv, N, S, scale,
         triton.next_power_of_2(N), triton.next_power_of_2(S),
         HEAD_DIM=D, HEAD_DIM_V=Dv, BLOCK_D=block_dim(D), BLOCK_DV=block_dim(Dv),
         CAUSAL=bool(causal), **dot_settings(q.dtype, fp32_precision),
