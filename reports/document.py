@@ -1,0 +1,126 @@
+"""The report as plain data: sections of tables, figures and notes, rendered twice.
+
+Every section builder returns a ``Section``; ``html.py`` and ``markdown.py`` turn the same list
+into the two outputs. Keeping the content out of the renderers means the HTML page and the
+Markdown page can never disagree, and escaping happens in exactly one place per format.
+
+Strings in here are plain text (never markup): a variant named ``<script>`` stays text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Tone = Literal["", "good", "bad", "warn", "muted"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell; ``tone`` colours it in HTML and marks it in Markdown."""
+
+    text: str
+    tone: Tone = ""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    slug: str  # file stem, unique in the report: "05-throughput-fwd"
+    png: bytes
+    title: str  # alt text and caption
+
+
+@dataclass
+class Note:
+    """A sentence on its own line: "not measured", a warning, a convention."""
+
+    text: str
+    tone: Tone = "muted"
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+Item = Table | Figure | Note | Paragraph
+
+
+@dataclass
+class Section:
+    slug: str
+    title: str
+    how_to_read: str
+    items: list[Item] = field(default_factory=list)
+
+
+def not_measured(what: str, why: str = "") -> Note:
+    """The one wording for a missing part, so a reader learns to scan for it."""
+    return Note(f"Not measured: {what}" + (f" ({why})." if why else "."), "muted")
+
+
+def cell(value: Any, tone: Tone = "") -> Cell:
+    return value if isinstance(value, Cell) else Cell(fmt(value), tone)
+
+
+def table(columns: list[str], rows: list[list[Any]], caption: str = "") -> Table:
+    """A table from plain values (formatted with ``fmt``) and ready ``Cell``s."""
+    return Table(columns, [[cell(v) for v in row] for row in rows], caption)
+
+
+# --- number formatting: one style everywhere ---------------------------------------------------
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Numbers to short text: integers as is, floats to ``digits`` significant figures."""
+    if is_missing(value):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
+                                  and abs(value) < 1e15):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if hasattr(value, "item"):  # numpy scalars
+        return fmt(value.item(), digits)
+    return str(value)
+
+
+def fmt_bytes(value: Any) -> str:
+    if is_missing(value):
+        return "–"
+    value = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.3g} GiB"  # pragma: no cover
+
+
+def fmt_lr(value: Any) -> str:
+    """Learning rates read best as 3e-04 -> "3e-4"."""
+    if is_missing(value):
+        return "–"
+    mantissa, exponent = f"{float(value):.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def fmt_range(values: list[float], digits: int = 3) -> str:
+    """"1.98" when the values agree to the shown precision, else "1.02–1.98"."""
+    values = sorted(v for v in values if not is_missing(v))
+    if not values:
+        return "–"
+    lo, hi = fmt(values[0], digits), fmt(values[-1], digits)
+    return lo if lo == hi else f"{lo}–{hi}"

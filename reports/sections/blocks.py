@@ -1,0 +1,74 @@
+"""Section 8: Transformer blocks. Tokens per second and the share of time spent in attention."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports import figures
+from reports.document import Figure, Section, fmt, not_measured, table
+from reports.load import Bundle, ensure, wide
+from reports.sections.common import case_text, groups, run_column
+
+PANEL_KEYS = ["run", "device", "dtype", "mode", "d_model", "n_heads"]
+
+
+def block_cases(bundle: Bundle) -> pd.DataFrame:
+    frame = ensure(bundle.rows("throughput"), "kind")
+    frame = frame[frame["kind"] == "block"] if not frame.empty else frame
+    if frame.empty:
+        return frame
+    cases = ensure(wide(frame), "block", "attention", "N", "tokens_per_s", "attention_share",
+                   *PANEL_KEYS)
+    cases["block"] = cases["block"].where(cases["block"].notna(), cases["variant"])
+    return cases[cases["tokens_per_s"].notna() | cases["attention_share"].notna()]
+
+
+def block_figure(bundle: Bundle, cases: pd.DataFrame) -> Figure:
+    colors = bundle.colors()
+    found = groups(cases, PANEL_KEYS)[: figures.MAX_PANELS // 2]
+    fig, axes = figures.grid(2 * len(found), ncols=2)
+    for i, (key, g) in enumerate(found):
+        panel = dict(zip(PANEL_KEYS, key, strict=True))
+        where = f"{panel['mode']} {case_text(panel, ('dtype', 'device'))}, d_model " \
+                f"{fmt(panel['d_model'])}, {fmt(panel['n_heads'])} heads"
+        where += f"\n[{panel['run']}]" if bundle.several_runs else ""
+        speed, share = axes[2 * i], axes[2 * i + 1]
+        for (block, attention), line in groups(g, ["block", "attention"]):
+            line = line.sort_values("N")
+            label = figures.plain(f"{block} ({attention})")
+            speed.plot(line["N"], line["tokens_per_s"], marker="o", markersize=3.5,
+                       color=colors.get(block, "#333333"), label=label)
+            share.plot(line["N"], 100 * line["attention_share"], marker="o", markersize=3.5,
+                       color=colors.get(block, "#333333"), label=label)
+        figures.label_axes(speed, "tokens/s, " + where, "sequence length N", "tokens / s",
+                           logx=True, base=2)
+        figures.label_axes(share, "time in attention, " + where, "sequence length N",
+                           "attention share of block time (%)", logx=True, base=2)
+        share.set_ylim(0, 100)
+        figures.legend(speed)
+        figures.legend(share)
+    return Figure("08-blocks", figures.to_png(fig),
+                  "Blocks: tokens/s (higher is better) and the share of block time spent in "
+                  "attention vs N")
+
+
+def build(bundle: Bundle) -> Section:
+    section = Section("blocks", "8. Blocks", (
+        "Whole Transformer blocks (attention + feed-forward + norms). Tokens/s is the "
+        "end-to-end rate; the attention share tells whether a faster attention would matter "
+        "for this block at this length."))
+    cases = block_cases(bundle)
+    if cases.empty:
+        section.items.append(not_measured("block throughput", "no block cases in the "
+                                          "throughput results"))
+        return section
+    section.items.append(block_figure(bundle, cases))
+    rows = [[*([r["run"]] if bundle.several_runs else []), r["block"], r["attention"],
+             fmt(r["d_model"]), fmt(r["n_heads"]), fmt(r["N"]), r["mode"], r["dtype"],
+             fmt(r["tokens_per_s"]),
+             "–" if r["attention_share"] != r["attention_share"]
+             else f"{100 * r['attention_share']:.0f} %"]
+            for _, r in cases.sort_values(["run", "block", "attention", "mode", "N"]).iterrows()]
+    section.items.append(table([*run_column(bundle), "block", "attention", "d_model", "heads",
+                                "N", "mode", "dtype", "tokens/s", "attention share"], rows))
+    return section

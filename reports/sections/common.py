@@ -1,0 +1,104 @@
+"""Helpers the sections share: which rows are which, and how a series is named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from reports.load import Bundle, ensure, sort_key, wide
+
+# The parameters that identify one attention problem in the throughput suite (besides variant).
+SHAPE = ("B", "Hq", "Hkv", "N", "S", "D", "Dv", "dtype", "causal", "mode", "device")
+FLOP_CONVENTION = (
+    "FLOP convention: useful FLOPs, a multiply-add counts 2; forward 2·B·Hq·N·S·(D + Dv), "
+    "halved for causal; backward 2.0× forward for every variant (kernels that recompute the "
+    "scores execute about 2.5×, but only useful work is credited, so naive and flash compare).")
+
+
+def attention_cases(bundle: Bundle) -> pd.DataFrame:
+    """Throughput rows of attention variants, one row per measured case (wide)."""
+    frame = bundle.rows("throughput")
+    if frame.empty:
+        return frame
+    frame = ensure(frame, "kind", "case_id")
+    frame = frame[(frame["kind"] != "block") & ~frame["case_id"].astype(str).str.startswith(
+        ("memfit:", "peak:")) & (frame["variant"] != "matmul_peak")]
+    frame = frame[frame["metric"] != "mem_exponent"]
+    return ensure(wide(frame), *SHAPE, "time_median_s", "time_iqr_s", "tflops", "flops",
+                  "mem_peak_bytes", "mem_model_bytes", "error_ratio", "peak_fraction")
+
+
+def memory_fits(bundle: Bundle) -> pd.DataFrame:
+    """memfit rows with variant, mode, dtype and causal taken from the case_id when a column is
+    missing ("memfit:<variant>:<mode>:<dtype>:<causal>")."""
+    frame = bundle.rows("throughput")
+    if frame.empty or "metric" not in frame:
+        return pd.DataFrame(columns=["run", "variant", "mode", "dtype", "causal", "value"])
+    frame = ensure(frame[frame["metric"] == "mem_exponent"].copy(), "mode", "dtype", "causal")
+    parts = frame["case_id"].astype(str).str.split(":")
+    for index, column in ((2, "mode"), (3, "dtype"), (4, "causal")):
+        from_id = parts.map(lambda p, i=index: p[i] if len(p) > i else None)
+        frame[column] = frame[column].where(frame[column].notna(), from_id)
+    frame["causal"] = frame["causal"].map(as_bool)
+    return frame
+
+
+def as_bool(value: Any) -> Any:
+    """JSON true / "True" / 1 -> True; missing stays missing."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return bool(value)
+
+
+def series_label(name: str, run: str, bundle: Bundle, extra: str = "") -> str:
+    """A line's legend entry; names the run whenever the report shows more than one."""
+    label = name + (f" {extra}" if extra else "")
+    return f"{label} [{run}]" if bundle.several_runs else label
+
+
+def run_column(bundle: Bundle) -> list[str]:
+    """Tables get a leading "run" column only when several runs are shown."""
+    return ["run"] if bundle.several_runs else []
+
+
+def groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """``frame.groupby(keys)`` in a fixed order, keeping missing keys (dropna=False)."""
+    if frame.empty:
+        return []
+    present = [k for k in keys if k in frame.columns]
+    if not present:
+        return [((), frame)]
+    out = [((k if isinstance(k, tuple) else (k,)), g)
+           for k, g in frame.groupby(present, dropna=False, sort=False)]
+    return sorted(out, key=lambda kg: [sort_key(x) for x in kg[0]])
+
+
+def case_text(row: pd.Series | dict[str, Any], keys: tuple[str, ...]) -> str:
+    """"bfloat16 fwd causal" for a row: the words a reader needs to find a regime again."""
+    words = []
+    for key in keys:
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        if key == "causal":
+            words.append("causal" if as_bool(value) else "non-causal")
+        else:
+            words.append(str(value))
+    return " ".join(words)
+
+
+def stability_configs(frame: pd.DataFrame) -> pd.Series:
+    """Names for trained configurations: the block, plus the attention and warm-up only when
+    a run varied them ("post_ln", "post_ln warmup 100", "pre_ln [sdpa]")."""
+    frame = ensure(frame, "block", "variant", "attention", "warmup")
+    block = frame["block"].where(frame["block"].notna(), frame["variant"]).astype(str)
+    label = block.copy()
+    if frame["attention"].dropna().nunique() > 1:
+        label = label + " [" + frame["attention"].astype(str) + "]"
+    if frame["warmup"].dropna().nunique() > 1:
+        label = label + frame["warmup"].map(
+            lambda w: "" if w != w else f" warmup {int(w)}")
+    return label

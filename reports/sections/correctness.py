@@ -1,0 +1,140 @@
+"""Section 4: agreement with the float64 reference, per variant, dtype and direction.
+
+The error ratio is max|out - ref| / max|pt - ref|: the variant's error measured in units of the
+error of the textbook implementation run in the same dtype (FlashAttention's rule). A check
+passes when the ratio stays under its bound (2 for outputs, 3 for gradients by default).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports import figures
+from reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
+from reports.load import Bundle, ensure
+from reports.sections.common import attention_cases, groups, run_column
+from reports.summary import check_outcome
+
+CHECK_KEYS = ("run", "variant", "dtype", "direction")
+
+
+def checks(bundle: Bundle) -> pd.DataFrame:
+    """One row per check (case_id) with its outcome, ratio, bound and reason."""
+    frame = ensure(bundle.rows("verify", status=None), "check", "dtype", "case", "direction",
+                   "bound")
+    out = []
+    for (run, case_id), rows in groups(frame, ["run", "case_id"]):
+        first = rows.iloc[0]
+        ratio = rows[(rows["metric"] == "error_ratio") & (rows["status"] == "ok")]
+        reasons = sorted({r for r in rows["reason"] if r})
+        out.append({"run": run, "case_id": case_id, "variant": first["variant"],
+                    "check": first["check"], "dtype": first["dtype"], "case": first["case"],
+                    "direction": first["direction"], "outcome": check_outcome(rows),
+                    "ratio": ratio["value"].max() if not ratio.empty else None,
+                    "bound": ratio["bound"].max() if not ratio.empty else None,
+                    "reason": "; ".join(reasons)})
+    return pd.DataFrame(out)
+
+
+def summary_table(bundle: Bundle, found: pd.DataFrame) -> list[list]:
+    rows = []
+    for key, g in groups(found, list(CHECK_KEYS)):
+        ran = g[g["outcome"] != "skipped"]
+        bad = int((ran["outcome"] != "pass").sum())
+        verdict = (Cell(f"FAIL ({bad})", "bad") if bad else
+                   Cell("pass", "good") if len(ran) else Cell("skipped", "muted"))
+        worst = ran["ratio"].max() if ran["ratio"].notna().any() else None
+        bound = ran.loc[ran["ratio"].idxmax(), "bound"] if worst is not None else None
+        rows.append([*(key if bundle.several_runs else key[1:]), verdict,
+                     f"{len(ran) - bad} of {len(ran)}", int((g["outcome"] == "skipped").sum()),
+                     fmt(worst), fmt(bound)])
+    return rows
+
+
+def ratio_figure(bundle: Bundle, found: pd.DataFrame) -> Figure | None:
+    """Error ratio per variant, one panel per direction (and run), dtypes as markers."""
+    found = found[found["ratio"].notna()]
+    if found.empty:
+        return None
+    panels = groups(found, ["run", "direction"])
+    fig, axes = figures.grid(len(panels), ncols=2)
+    dtypes = sorted(found["dtype"].dropna().astype(str).unique())
+    for ax, ((run, direction), g) in zip(axes, panels, strict=False):
+        names = sorted(g["variant"].astype(str).unique())
+        for i, dtype in enumerate(dtypes):
+            d = g[g["dtype"].astype(str) == dtype]
+            x = [names.index(v) + (i - (len(dtypes) - 1) / 2) * 0.15 for v in d["variant"]]
+            bad = d["outcome"] != "pass"
+            ax.scatter([p for p, b in zip(x, bad, strict=True) if not b], d["ratio"][~bad],
+                       marker=figures.MARKERS[i % len(figures.MARKERS)], s=22,
+                       color=figures.COLORS[i], label=dtype)
+            if bad.any():
+                ax.scatter([p for p, b in zip(x, bad, strict=True) if b], d["ratio"][bad],
+                           marker="x", s=40, color="#C00000",
+                           label=f"{dtype} failed" if bad.any() else None)
+        for bound in sorted(g["bound"].dropna().unique()):
+            ax.axhline(bound, color="#C00000", linestyle="--", linewidth=1)
+            ax.annotate(f"bound {fmt(bound)}", (1, bound), xycoords=("axes fraction", "data"),
+                        ha="right", va="bottom", fontsize=7, color="#C00000")
+        ax.set_xticks(range(len(names)), [figures.plain(n) for n in names], rotation=20)
+        title = f"{direction}: error ratio vs float64 reference"
+        figures.label_axes(ax, title + (f"\n[{run}]" if bundle.several_runs else ""),
+                           "variant", "max|out-ref| / max|pt-ref|", logy=True)
+        figures.legend(ax)
+    return Figure("04-correctness-error-ratio", figures.to_png(fig),
+                  "Error ratio against the float64 reference per variant (lower is better; "
+                  "dashed: pass bound; x: failed check)")
+
+
+def spot_checks(bundle: Bundle) -> list[list]:
+    """The throughput suite's own error ratios on sampled rows of the benchmarked cases."""
+    cases = attention_cases(bundle)
+    if cases.empty or cases["error_ratio"].isna().all():
+        return []
+    cases = cases[cases["error_ratio"].notna()]
+    rows = []
+    for key, g in groups(cases, ["run", "variant", "dtype", "mode"]):
+        rows.append([*(key if bundle.several_runs else key[1:]), len(g),
+                     fmt(g["error_ratio"].max()), fmt(g["error_ratio"].median())])
+    return rows
+
+
+def build(bundle: Bundle) -> Section:
+    section = Section("correctness", "4. Correctness", (
+        "Error ratio = max|out − ref| / max|pt − ref|, with ref the float64 reference and pt "
+        "the textbook implementation in the tested dtype: 1 means 'as accurate as the textbook "
+        "code', the bound is the allowed multiple. Failures are red and listed below."))
+    found = checks(bundle)
+    if found.empty:
+        section.items.append(not_measured("verification", "no verify suite results given"))
+    else:
+        head = [*run_column(bundle), "variant", "dtype", "direction", "verdict", "passed",
+                "skipped", "worst ratio", "bound"]
+        section.items.append(table(head, summary_table(bundle, found),
+                                   "Checks per variant, dtype and direction"))
+        failed = found[found["outcome"].isin(["fail", "error"])]
+        if failed.empty:
+            section.items.append(Note("No check failed or raised.", "good"))
+        else:
+            rows = [[*([r["run"]] if bundle.several_runs else []), r["variant"], r["check"],
+                     r["dtype"], r["case"], r["direction"], Cell(r["outcome"].upper(), "bad"),
+                     fmt(r["ratio"]), fmt(r["bound"]), r["reason"] or "–"]
+                    for _, r in failed.iterrows()]
+            section.items.append(table([*run_column(bundle), "variant", "check", "dtype", "case",
+                                        "direction", "outcome", "ratio", "bound", "reason"],
+                                       rows, "Failed checks"))
+        skipped = found[found["outcome"] == "skipped"]
+        for (variant,), g in groups(skipped, ["variant"]):
+            reasons = "; ".join(sorted(set(g["reason"]) - {""})) or "no reason recorded"
+            section.items.append(Note(f"{variant}: {len(g)} check(s) skipped ({reasons})."))
+        figure = ratio_figure(bundle, found)
+        if figure:
+            section.items.append(figure)
+    spots = spot_checks(bundle)
+    if spots:
+        section.items.append(table([*run_column(bundle), "variant", "dtype", "mode",
+                                    "sampled cases", "max ratio", "median ratio"], spots,
+                                   "Spot checks inside the throughput run (error ratio on "
+                                   "sampled output rows)"))
+    return section
+

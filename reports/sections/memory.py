@@ -1,0 +1,104 @@
+"""Section 7: peak memory against sequence length, with fitted exponents and the analytic model.
+
+On log-log axes a power law is a straight line whose slope is the exponent k in peak ∝ N^k:
+k ≈ 2 means the N × S score matrix is materialised (naive), k ≈ 1 means O(N) memory (flash).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports import figures
+from reports.document import Cell, Figure, Note, Section, fmt, fmt_bytes, not_measured, table
+from reports.load import Bundle
+from reports.sections.common import (
+    as_bool,
+    attention_cases,
+    case_text,
+    groups,
+    memory_fits,
+    run_column,
+)
+
+PANEL_KEYS = ["run", "device", "mode", "dtype", "B", "Hq", "Hkv", "D", "Dv"]
+
+
+def exponent_for(fits: pd.DataFrame, run: str, variant: str, mode: str, dtype: str,
+                 causal: object) -> float | None:
+    match = fits[(fits["run"] == run) & (fits["variant"] == variant) & (fits["mode"] == mode)
+                 & (fits["dtype"].astype(str) == str(dtype))
+                 & (fits["causal"].map(as_bool) == as_bool(causal))]
+    return float(match["value"].iloc[0]) if len(match) else None
+
+
+def memory_figure(bundle: Bundle, cases: pd.DataFrame, fits: pd.DataFrame) -> Figure:
+    colors = bundle.colors()
+    found = groups(cases, PANEL_KEYS)
+    fig, axes = figures.grid(len(found))
+    for ax, (key, g) in zip(axes, found, strict=False):
+        panel = dict(zip(PANEL_KEYS, key, strict=True))
+        both = g["causal"].map(as_bool).nunique() > 1
+        for (variant, causal), line in groups(g, ["variant", "causal"]):
+            line = line.sort_values("N")
+            k = exponent_for(fits, panel["run"], variant, panel["mode"], panel["dtype"], causal)
+            label = variant + (" causal" if both and as_bool(causal) else "") + (
+                f" (k={k:.2f})" if k is not None else "")
+            style = ":" if both and as_bool(causal) else "-"
+            measured = line[line["mem_peak_bytes"] > 0]
+            ax.plot(measured["N"], measured["mem_peak_bytes"], marker="o", markersize=3.5,
+                    linestyle=style, color=colors[variant], label=figures.plain(label))
+            model = line[line["mem_model_bytes"] > 0]
+            if len(model):
+                ax.plot(model["N"], model["mem_model_bytes"], linestyle="--", linewidth=0.9,
+                        color=colors[variant], alpha=0.7)
+        title = f"{panel['mode']} {case_text(panel, ('dtype', 'device'))}, B{fmt(panel['B'])} " \
+                f"Hq{fmt(panel['Hq'])} D{fmt(panel['D'])}"
+        figures.label_axes(ax, title + (f"\n[{panel['run']}]" if bundle.several_runs else ""),
+                           "sequence length N (= S)", "peak bytes above inputs", logx=True,
+                           logy=True, base=2)
+        figures.legend(ax)
+    return Figure("07-memory", figures.to_png(fig),
+                  "Peak memory vs N, log-log (solid: measured, k = fitted exponent; dashed: "
+                  "analytic model)")
+
+
+def build(bundle: Bundle) -> Section:
+    section = Section("memory", "7. Memory", (
+        "Lower is better. Slope on these log-log axes = exponent k (peak ∝ N^k): 1 is linear, "
+        "2 quadratic. Dashed lines are the analytic model; a measured line far above its model "
+        "means an allocation the model does not explain."))
+    cases = attention_cases(bundle)
+    cases = cases[cases["mem_peak_bytes"].notna()] if not cases.empty else cases
+    fits = memory_fits(bundle)
+    if cases.empty and fits.empty:
+        section.items.append(not_measured("memory", "no throughput suite results with memory"))
+        return section
+    if not cases.empty:
+        section.items.append(memory_figure(bundle, cases, fits))
+        zero = int((cases["mem_peak_bytes"] <= 0).sum())
+        if zero:
+            section.items.append(Note(f"{zero} case(s) measured 0 bytes above the inputs "
+                                      "(not drawn on log axes; listed in the CSV)."))
+    if not fits.empty:
+        rows = []
+        for _, fit in fits.sort_values(["run", "variant", "mode", "dtype"]).iterrows():
+            k = fit["value"]
+            tone = "warn" if k == k and k > 1.5 else ("good" if k == k and k < 1.3 else "")
+            rows.append([*([fit["run"]] if bundle.several_runs else []), fit["variant"],
+                         fit["mode"], fit["dtype"],
+                         "causal" if as_bool(fit["causal"]) else "non-causal",
+                         Cell(f"{k:.2f}" if k == k else "–", tone)])
+        section.items.append(table([*run_column(bundle), "variant", "mode", "dtype", "causal",
+                                    "exponent k"], rows, "Fitted memory exponents"))
+    else:
+        section.items.append(not_measured("fitted exponents", "no memfit rows"))
+    if not cases.empty:
+        largest = cases.loc[cases.groupby(["run", "variant", "mode"])["N"].idxmax()]
+        rows = [[*([r["run"]] if bundle.several_runs else []), r["variant"], r["mode"],
+                 r["dtype"], fmt(r["N"]), fmt_bytes(r["mem_peak_bytes"]),
+                 fmt_bytes(r["mem_model_bytes"])]
+                for _, r in largest.sort_values(["run", "variant", "mode"]).iterrows()]
+        section.items.append(table([*run_column(bundle), "variant", "mode", "dtype", "largest N",
+                                    "peak measured", "model"], rows,
+                                   "Peak at the largest N measured"))
+    return section
