@@ -69,7 +69,7 @@ class BenchCase:
 
     @property
     def case_id(self) -> str:
-        shape = self.registry_case().label()
+        shape = replace(self.registry_case(), backward=False).label()  # the mode says it
         if self.kind == "block":
             return f"block:{self.block}/{self.attention}:{shape}-d{self.d_model}:{self.mode}"
         prefix = "attention" if self.measure == "full" else self.measure

@@ -1,0 +1,266 @@
+"""The throughput benchmark run: plan the cases, measure each in the worker, write the table.
+
+Every case ends as rows in the results directory, appended as soon as it finishes:
+ok metric rows, a "skipped" row with the reason (unsupported, capped by the preset,
+interpreted Triton), or an "error" row (the variant raised, returned NaN, ran out of memory,
+ran past the time limit, or killed its worker). A rerun with ``resume=True`` skips every case
+already recorded. Matrix-product peaks come first (``peak_fraction`` needs them), the
+memory-exponent fits last (they need every memory point).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bench.results import (
+    PROVENANCE,
+    RESULTS,
+    SAMPLES,
+    ResultsError,
+    ResultsWriter,
+    load_results,
+    variant_catalog,
+)
+from bench.throughput.cases import BenchCase
+from bench.throughput.measure import Measurement, measure_case, measure_peak
+from bench.throughput.models import FLOP_CONVENTION, fit_exponent
+from bench.throughput.presets import Preset, expand
+from bench.throughput.selection import Selection
+from bench.throughput.timing import cpu_clock
+from bench.throughput.worker import Worker
+from variants.registry import Variant, get, not_supported_reasons
+
+SUITE = "throughput"
+INTERPRETED_MAX_N, INTERPRETED_MAX_BH = 256, 4  # ~100 interpreted cases a minute below this
+
+
+@dataclass
+class RunConfig:
+    preset: Preset
+    out: Path
+    selection: Selection = field(default_factory=Selection)
+    resume: bool = False
+    force: bool = False  # replace a previous run in ``out``
+    threads: int | None = None  # default: the preset's
+    time_limit_s: float | None = None  # default: the preset's
+    seed: int = 0
+    plugins: list[str] = field(default_factory=list)
+    argv: list[str] | None = None
+    progress: bool | None = None  # None: when stderr is a terminal
+
+
+def plan(config: RunConfig) -> list[BenchCase]:
+    """The preset's cases narrowed by the selection (ValueError when none is left)."""
+    sel = config.selection
+    cases = [c for c in expand(config.preset, sel.device, sel.attention or None) if sel.keeps(c)]
+    if not cases:
+        raise ValueError(f"no case of preset {config.preset.name!r} matches the selection "
+                         f"{asdict(sel)}")
+    return cases
+
+
+def _interpreted(variant: Variant) -> bool:
+    return "triton" in variant.caps.requires and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def triage(case: BenchCase, preset: Preset) -> tuple[BenchCase, str | None]:
+    """The case to measure (possibly accuracy-only) and why it is skipped, if it is."""
+    attention = get(case.attention)
+    reasons = not_supported_reasons(attention, case.registry_case())
+    if case.kind == "block":
+        reasons = [f"block: {r}" for r in not_supported_reasons(get(case.block),
+                                                                case.registry_case())] + \
+                  [f"attention {case.attention}: {r}" for r in reasons]
+    if reasons:
+        return case, "; ".join(reasons)
+    capped = preset.limit_reason(case)
+    if capped:
+        return case, capped
+    if _interpreted(attention):
+        never = "interpreted Triton (TRITON_INTERPRET=1, no GPU) is never timed"
+        small = case.N <= INTERPRETED_MAX_N and case.B * case.Hq <= INTERPRETED_MAX_BH
+        if case.kind == "attention" and case.measure == "full" and small:
+            return replace(case, measure="accuracy"), None
+        if case.measure == "memory":
+            return case, f"{never}, and the interpreter's memory is not the kernel's"
+        return case, (f"{never}; its accuracy is measured only at N <= {INTERPRETED_MAX_N}, "
+                      f"B*Hq <= {INTERPRETED_MAX_BH}")
+    return case, None
+
+
+def _status_row(case: BenchCase, status: str, reason: str) -> dict[str, Any]:
+    return {"variant": case.variant, "status": status, "reason": reason, "metric": "run",
+            **case.columns()}
+
+
+def measurement_rows(case: BenchCase, m: Measurement, peaks: dict[tuple[str, str], float]
+                     ) -> list[dict[str, Any]]:
+    """Tidy rows of one measured case, with ``peak_fraction`` from this run's matmul peak."""
+    base = {"variant": case.variant, **case.columns(), **m.columns}
+    rows = [{**base, "status": "ok", "metric": k, "value": v, "unit": u}
+            for k, (v, u) in m.values.items()]
+    rows += [{**base, "status": "skipped", "metric": k, "reason": why}
+             for k, why in m.skipped.items()]
+    if "tflops" in m.values:
+        peak = peaks.get((case.device, case.dtype))
+        if peak:
+            rows.append({**base, "status": "ok", "metric": "peak_fraction",
+                         "value": m.values["tflops"][0] / peak, "unit": ""})
+        else:
+            rows.append({**base, "status": "skipped", "metric": "peak_fraction",
+                         "reason": f"no matmul peak measured for {case.dtype} on {case.device}"})
+    if case.measure == "accuracy":
+        rows.append({**base, "status": "skipped", "metric": "run",
+                     "reason": "interpreted Triton (TRITON_INTERPRET=1, no GPU) is never "
+                               "timed; accuracy only"})
+    return rows
+
+
+def _prepare_out(config: RunConfig) -> None:
+    """--force clears the three result files of a previous run; --resume must continue the
+    same preset and selection. Checked before anything is written."""
+    out = config.out
+    if config.force and config.resume:
+        raise ValueError("--force and --resume exclude each other: --force discards the "
+                         "previous run, --resume continues it")
+    if config.resume and (out / PROVENANCE).exists():
+        from bench.results import load_provenance
+
+        previous = load_provenance(out)
+        now = {"preset": config.preset.name, "selection": asdict(config.selection)}
+        before = {"preset": previous.get("preset"), "selection": previous.get("selection")}
+        if previous.get("suite") != SUITE or before != now:
+            raise ResultsError(f"--resume {out}: that run used {before}, this one asks for "
+                               f"{now}; resume with the same arguments or use another --out")
+    if config.force:
+        for name in (RESULTS, SAMPLES, PROVENANCE):
+            if (out / name).exists():
+                (out / name).unlink()
+
+
+def _peak_cases(cases: list[BenchCase], threads: int) -> dict[str, tuple[str, str]]:
+    needed = sorted({(c.device, c.dtype) for c in cases if c.measure == "full"})
+    return {f"peak:{dev}:{dtype}:threads{threads}": (dev, dtype) for dev, dtype in needed}
+
+
+def _recorded_peaks(out: Path) -> dict[tuple[str, str], float]:
+    if not (out / RESULTS).exists():
+        return {}
+    frame = load_results(out)
+    if frame.empty or "metric" not in frame:
+        return {}
+    rows = frame[(frame.metric == "peak_tflops") & (frame.status == "ok")]
+    return {(r.device, r.dtype): float(r.value) for r in rows.itertuples()}
+
+
+def memory_fits(out: Path, preset: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One mem_exponent row per (variant, mode, dtype, causal) of the memory-only cases."""
+    frame = load_results(out)
+    if frame.empty or "measure" not in frame:
+        return []
+    points = frame[(frame.metric == "mem_peak_bytes") & (frame.measure == "memory")]
+    fits = []
+    for (variant, mode, dtype, causal, device), group in points.groupby(
+            ["variant", "mode", "dtype", "causal", "device"]):
+        ok = group[group.status == "ok"]
+        row = {"variant": variant, "kind": "attention", "mode": mode, "dtype": dtype,
+               "causal": bool(causal), "device": device, "preset": preset,
+               "metric": "mem_exponent", "unit": ""}
+        lengths = sorted(set(ok.N))
+        if len(lengths) < 3:
+            row.update(status="skipped", reason=f"needs peak memory at >= 3 lengths, has "
+                                                f"{len(lengths)} (the others failed)")
+        else:
+            row.update(status="ok", N_min=int(min(lengths)), N_max=int(max(lengths)),
+                       points=len(lengths), value=fit_exponent(list(ok.N), list(ok.value)))
+        fits.append((f"memfit:{variant}:{mode}:{dtype}:{bool(causal)}", [row]))
+    return fits
+
+
+def run_throughput(config: RunConfig) -> dict[str, Any]:
+    """Run (or resume) the benchmark into ``config.out``; returns a summary for the CLI."""
+    preset, out = config.preset, config.out
+    cases = plan(config)
+    if any(c.device.startswith("cuda") for c in cases):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device on this machine")
+    threads = config.threads or preset.threads
+    limit = config.time_limit_s or preset.time_limit_s
+    _prepare_out(config)
+    triaged = [triage(c, preset) for c in cases]
+    timer = ("CUDA events, L2 flushed before each call" if preset.device == "cuda" else
+             cpu_clock(threads)[1])
+    writer = ResultsWriter(out, SUITE, resume=config.resume, argv=config.argv,
+                           seeds={"inputs": config.seed, "sampled_rows": config.seed},
+                           extra={"variants": variant_catalog(), "preset": preset.name,
+                                  "preset_file": str(preset.path), "preset_data": preset.raw,
+                                  "selection": asdict(config.selection), "threads": threads,
+                                  "timer": timer, "time_limit_s": limit,
+                                  "timing": asdict(preset.timing), "plugins": config.plugins,
+                                  "flop_convention": FLOP_CONVENTION})
+    measured = [c for c, why in triaged if why is None]
+    peak_ids = _peak_cases(measured, threads)
+    todo = [pid for pid in peak_ids if not writer.is_done(pid)]
+    todo += [(c, why) for c, why in triaged if not writer.is_done(c.case_id)]
+    peaks = _recorded_peaks(out)  # on --resume, the peaks the first run measured
+    worker = Worker(config.plugins, threads)
+    counts: Counter[str] = Counter()
+    progress = tqdm(total=len(todo), unit="case", desc=SUITE, dynamic_ncols=True,
+                    disable=not sys.stderr.isatty() if config.progress is None
+                    else not config.progress)
+    try:
+        for item in todo:
+            if isinstance(item, str):
+                dev, dtype = peak_ids[item]
+                progress.set_postfix_str(item, refresh=False)
+                status, result = worker.call(measure_peak, (dev, dtype, preset.timing), limit)
+                base = {"variant": "matmul_peak", "kind": "peak", "device": dev,
+                        "dtype": dtype, "threads": threads, "preset": preset.name}
+                if status == "ok":
+                    (value, unit), = result.values.values()
+                    rows = [{**base, **result.columns, "status": "ok", "metric": "peak_tflops",
+                             "value": value, "unit": unit}]
+                    writer.add_case(item, rows, result.samples)
+                    peaks[(dev, dtype)] = value
+                else:
+                    writer.add_case(item, [{**base, "status": "error", "metric": "run",
+                                            "reason": result}])
+                counts[status] += 1
+                progress.update()
+                continue
+            case, why = item
+            progress.set_postfix_str(case.case_id, refresh=False)
+            if why is not None:
+                writer.add_case(case.case_id, [_status_row(case, "skipped", why)])
+                counts["skipped"] += 1
+            else:
+                status, result = worker.call(measure_case, (case, preset.timing, config.seed),
+                                             limit)
+                if status == "ok":
+                    writer.add_case(case.case_id, measurement_rows(case, result, peaks),
+                                    result.samples)
+                else:
+                    writer.add_case(case.case_id, [_status_row(case, "error", result)])
+                counts[status] += 1
+            progress.update()
+    finally:
+        progress.close()
+        worker.close()
+    fits = memory_fits(out, preset.name)
+    for case_id, rows in fits:
+        if not writer.is_done(case_id):
+            writer.add_case(case_id, rows)
+    summary = {"cases": len(triaged), "measured_now": len(todo), "ok": counts["ok"],
+               "errors": counts["error"], "skipped": counts["skipped"],
+               "worker_starts": worker.starts}
+    writer.finish(summary=summary)
+    return {**summary, "out": str(out), "fits": [r for _, rows in fits for r in rows]}

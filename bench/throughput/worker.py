@@ -1,0 +1,134 @@
+"""Measurements run in a worker subprocess, so every case has a hard time limit.
+
+Why a process and not a thread or a signal: a call that never returns (a hung kernel, a
+deadlocked plugin, an infinite loop in C++) cannot be stopped from inside the process: signal
+handlers run only between Python bytecodes and a thread cannot be killed. Killing a process
+always works, and it also contains a segfault or the kernel's OOM killer. One long-lived
+worker serves case after case (torch import and CUDA initialisation are paid once); when a case
+runs past its limit or the worker dies, the worker is killed and a fresh one starts for the
+next case. The worker ignores Ctrl-C (the parent owns the interruption and kills it) and asks
+Linux to kill it if the parent dies, so no orphan keeps running after a ``kill``.
+
+Variants must be importable in the worker: the built-ins, ``--plugin`` modules, entry points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+START_TIMEOUT_S = 300.0  # importing torch and plugins, initialising CUDA
+REASON_CHARS = 300
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for an error row: type and first line of the message."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip().rstrip(":")
+    if "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        text = f"out of memory ({text})"
+    return text[:REASON_CHARS]
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # PR_SET_PDEATHSIG = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def _serve(conn: Any, plugins: list[str], threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    import torch
+
+    torch.set_num_threads(threads)
+    from bench.cli import load_variants
+
+    load_variants(plugins)
+    conn.send(("ready", None))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        fn, args = message
+        try:
+            reply = ("ok", fn(*args))
+        except Exception as exc:  # every failure of a case becomes its error row
+            reply = ("error", describe(exc))
+            traceback.clear_frames(exc.__traceback__)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        conn.send(reply)
+
+
+class Worker:
+    """A restartable measurement process: ``call(fn, args, timeout)`` runs ``fn(*args)`` there.
+
+    ``fn`` must be a module-level function (it is pickled by name). Returns ("ok", result) or
+    ("error", reason); a timeout or a dead worker is an "error" too, and the next call gets a
+    fresh worker.
+    """
+
+    def __init__(self, plugins: list[str], threads: int) -> None:
+        self.plugins, self.threads = list(plugins), threads
+        self._process: Any = None
+        self._conn: Any = None
+        self.starts = 0
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA or threads
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child, self.plugins, self.threads),
+                                    daemon=True, name="attnbench-worker")
+        self._process.start()
+        child.close()
+        self._conn, self.starts = parent, self.starts + 1
+        status, detail = self._receive(START_TIMEOUT_S, "starting")
+        if status != "ready":
+            self.close()
+            raise RuntimeError(f"benchmark worker failed to start: {detail}")
+
+    def _receive(self, timeout: float, what: str) -> tuple[str, Any]:
+        if not self._conn.poll(timeout):
+            self.close()
+            return "error", f"exceeded the time limit of {timeout:g} s while {what} " \
+                            "(worker process killed)"
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(5)
+            code = self._process.exitcode
+            self.close()
+            cause = f"killed by signal {-code}" if code is not None and code < 0 else \
+                f"exit code {code}"
+            hint = " (SIGKILL: often the kernel's out-of-memory killer)" if code == -9 else ""
+            return "error", f"worker process died while {what}: {cause}{hint}"
+
+    def call(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, Any]:
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        try:
+            self._conn.send((fn, args))
+        except (BrokenPipeError, OSError) as exc:
+            self.close()
+            return "error", f"worker process unreachable: {exc}"
+        return self._receive(timeout, "measuring")
+
+    def close(self) -> None:
+        """Stop the worker now (it may be stuck in C code, so it is killed, not asked)."""
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(10)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = self._conn = None
