@@ -18,6 +18,8 @@ if not torch.cuda.is_available():  # must precede the first import of triton-jit
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
 import pytest  # noqa: E402
@@ -293,6 +295,33 @@ def test_causal_prefix_invariance():
     out2, lse2 = flash_attention_forward(q, k2, v2, True, None)
     assert torch.equal(out1[:, :, : i + 1], out2[:, :, : i + 1])
     assert torch.equal(lse1[:, :, : i + 1], lse2[:, :, : i + 1])
+
+
+@pytest.mark.parametrize("dtype", [F32, F16], ids=["fp32", "fp16"])
+def test_masked_keys_never_win(dtype):
+    """Every visible logit is about -5.7e6 (fp32) or -1.2e4 (fp16); a finite mask sentinel
+    such as -1e6 (or -1e4) would beat them and pull in future values. With -inf, row i is the
+    mean of v[:i + 1] (all visible logits are equal)."""
+    big = 1e3 if dtype == F32 else 47.0  # fp16: logits 47^2 * 32 / sqrt(32) ~ 1.2e4
+    N, D = 80, 32
+    q = torch.full((1, 1, N, D), big, dtype=dtype, device=DEVICE)
+    k = torch.full((1, 1, N, D), -big, dtype=dtype, device=DEVICE)
+    v = torch.randn(1, 1, N, D, generator=torch.Generator().manual_seed(1)).to(DEVICE, dtype)
+    out, _ = flash_attention_forward(q, k, v, True, None)
+    counts = torch.arange(1, N + 1, device=DEVICE, dtype=torch.float64)[:, None]
+    expect = v.double().cumsum(dim=2) / counts  # (1, 1, N, D)
+    assert (out.double() - expect).abs().max().item() < 20 * torch.finfo(dtype).eps
+
+
+def test_import_without_triton():
+    """`import kernels` and `kernels.flash_attn` must not fail where triton is missing."""
+    code = ("import sys; sys.modules['triton'] = None; import kernels, kernels.flash_attn; "
+            "print(kernels.triton_available())")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "triton not installed"
 
 
 def test_rejects_what_the_kernel_cannot_do():
