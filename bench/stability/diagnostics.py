@@ -1,0 +1,148 @@
+"""Measurements at initialisation, in seconds per model: what the Post-LN / Pre-LN papers
+predict from the architecture alone, before any training.
+
+For one block variant at one depth, on one fixed validation batch:
+    grad_norm (per layer)   norm of the loss gradient w.r.t. each block's parameters
+    last_ffn_grad_norm      norm of the gradient of the last block's second FFN weight, the
+                            quantity of Xiong et al. 2020 (flat in depth for Post-LN, about
+                            1/sqrt(L) for Pre-LN)
+    hidden_norm (per layer) mean per-token L2 norm of the residual stream after each block
+                            (layer 0: the embeddings); Pre-LN's grows with depth
+    output_change           Liu et al. 2020 (Admin): mean squared change of the model output
+                            (the LM head's input) when every parameter W gets independent
+                            noise eps * rms(W) * N(0, 1); about O(L) for Post-LN, O(log L) for
+                            Pre-LN. Averaged over a few noise draws.
+    one_step_change         mean squared change of the same output after one AdamW step at
+                            the preset's reference learning rate on this batch
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.stability.common import ModelSpec, Outcome, metric_row, single_thread
+from bench.stability.data import CorpusRef
+from variants.gpt import GPT
+
+
+@dataclass(frozen=True)
+class InitJob:
+    block: str
+    attention: str
+    depth: int
+    seed: int
+    perturbation: float  # eps of the output-change noise, relative to each tensor's rms
+    draws: int  # noise draws averaged for output_change
+    step_lr: float  # learning rate of the one-step change
+    model: ModelSpec
+    corpus: CorpusRef
+
+    @property
+    def case_id(self) -> str:
+        return f"init:{self.block}:{self.attention}:L{self.depth}:seed{self.seed}"
+
+    def columns(self) -> dict[str, Any]:
+        return {"variant": self.block, "block": self.block, "attention": self.attention,
+                "depth": self.depth, "seed": self.seed, "d_model": self.model.d_model}
+
+
+def model_output(model: GPT, x: torch.Tensor) -> torch.Tensor:
+    """What the LM head reads: the last hidden state after the final norm (B, N, d_model)."""
+    captured: list[torch.Tensor] = []
+    hook = model.final_norm.register_forward_hook(lambda m, i, out: captured.append(out))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return captured[0]
+
+
+def hidden_norms(model: GPT, x: torch.Tensor) -> list[float]:
+    """Mean per-token L2 norm of the residual stream: embeddings, then after each block."""
+    captured: list[torch.Tensor] = []
+    hooks = [model.tok_emb.register_forward_hook(
+        lambda m, i, out: captured.append(out + model.pos_emb.weight[:out.shape[1]]))]
+    hooks += [b.register_forward_hook(lambda m, i, out: captured.append(out))
+              for b in model.blocks]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [h.norm(dim=-1).mean().item() for h in captured]
+
+
+@torch.no_grad()
+def output_change(model: GPT, x: torch.Tensor, eps: float, draws: int,
+                  generator: torch.Generator) -> float:
+    """Mean squared output change under relative Gaussian parameter noise (Admin's measure).
+    Zero tensors (biases at init) have rms 0 and stay put."""
+    reference = model_output(model, x)
+    changes = []
+    for _ in range(draws):
+        perturbed = copy.deepcopy(model)
+        for p in perturbed.parameters():
+            rms = p.pow(2).mean().sqrt()
+            p.add_(torch.randn(p.shape, generator=generator) * (eps * rms))
+        changes.append((model_output(perturbed, x) - reference).pow(2).mean().item())
+    return sum(changes) / len(changes)
+
+
+def one_step_change(model: GPT, x: torch.Tensor, y: torch.Tensor, lr: float) -> float:
+    """Mean squared output change after one AdamW step (the optimiser of the training runs)."""
+    stepped = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(stepped.parameters(), lr=lr, betas=(0.9, 0.95),
+                                  weight_decay=0.0)
+    _, loss = stepped(x, y)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        return (model_output(stepped, x) - model_output(model, x)).pow(2).mean().item()
+
+
+def layer_grad_norms(model: GPT) -> list[float]:
+    return [math.sqrt(sum(p.grad.pow(2).sum().item() for p in block.parameters()))
+            for block in model.blocks]
+
+
+def run_init(job: InitJob) -> Outcome:
+    with single_thread():
+        return _init_diagnostics(job)
+
+
+def _init_diagnostics(job: InitJob) -> Outcome:
+    start = time.perf_counter()
+    spec = job.model
+    data = job.corpus.load(spec.block_size)
+    model = spec.build(len(data.vocab), job.block, job.attention, job.depth, job.seed)
+    x, y = data.val_batches(1, spec.batch_size, spec.block_size)[0]
+
+    _, loss = model(x, y)
+    loss.backward()
+    grads = layer_grad_norms(model)
+    last_ffn: nn.Linear = model.blocks[-1].ffn.linear2
+    last_ffn_grad = last_ffn.weight.grad.norm().item()
+    model.zero_grad(set_to_none=True)
+
+    generator = torch.Generator().manual_seed(job.seed)
+    change = output_change(model, x, job.perturbation, job.draws, generator)
+    step_change = one_step_change(model, x, y, job.step_lr)
+
+    cols = job.columns()
+    rows = [metric_row(cols, "grad_norm", g, layer=i + 1) for i, g in enumerate(grads)]
+    rows += [metric_row(cols, "hidden_norm", h, layer=i)
+             for i, h in enumerate(hidden_norms(model, x))]
+    rows += [metric_row(cols, "last_ffn_grad_norm", last_ffn_grad),
+             metric_row(cols, "output_change", change),
+             metric_row(cols, "one_step_change", step_change)]
+    summary = (f"{job.case_id}: last FFN grad {last_ffn_grad:.3g}, output change {change:.3g}, "
+               f"one-step change {step_change:.3g}")
+    return Outcome(job.case_id, rows, {}, time.perf_counter() - start, summary)

@@ -1,0 +1,183 @@
+"""Running a stability sweep: jobs out to an executor, rows written by the driver as they come
+back, derived rows and findings at the end.
+
+Every run is an independent job: a frozen dataclass of plain values (``TrainJob``, ``InitJob``)
+submitted with the top-level function ``execute`` to any ``concurrent.futures.Executor``. The
+default is a local process pool (spawned workers, one torch thread each). Only the driver
+writes results, as futures complete, so an interrupted sweep keeps every finished run and
+``--resume`` submits only the rest.
+
+Running a full sweep on a cluster needs no change here: pass that engine's executor. With Dask:
+
+    from dask.distributed import Client
+    from bench.stability.sweep import run_stability
+    client = Client("tcp://scheduler:8786")  # workers can import attnbench (pip install -e .)
+    run_stability("full", "results/stability-full", executor=client.get_executor())
+
+or from the shell ``attnbench stability --preset full --executor mymodule:make_executor``
+where ``make_executor()`` returns the executor. Workers must see the same corpus (the default
+is the Python standard library's; a job refuses a corpus whose SHA-256 differs) and must be
+able to import any ``--plugin`` module, which each job loads before it runs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from bench.results import ResultsWriter, load_results, variant_catalog
+from bench.stability.common import Outcome
+from bench.stability.data import CorpusRef
+from bench.stability.diagnostics import InitJob, run_init
+from bench.stability.findings import Finding, derived_cases, evaluate_findings
+from bench.stability.presets import Preset
+from bench.stability.train import TrainJob, run_train
+
+Job = TrainJob | InitJob
+Log = Callable[[str], None]
+
+
+def execute(job: Job, plugins: tuple[str, ...] = ()) -> Outcome:
+    """Run one job in whatever process the executor chose. Top-level, so it pickles by name."""
+    from bench.runtime import configure_triton
+
+    configure_triton()  # before a plugin or built-in variant imports a Triton kernel
+    from bench.cli import load_variants
+
+    load_variants(list(plugins))
+    return run_train(job) if isinstance(job, TrainJob) else run_init(job)
+
+
+def error_rows(job: Job, reason: str) -> list[dict[str, Any]]:
+    return [{**job.columns(), "status": "error", "metric": "run", "reason": reason}]
+
+
+def local_pool(workers: int) -> ProcessPoolExecutor:
+    """Spawned (not forked) workers: a fork of a process that already ran torch's thread pool
+    can deadlock, and spawn behaves the same on Linux, macOS and Windows."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_jobs(jobs: Iterable[Job], writer: ResultsWriter, *, executor: Executor | None = None,
+             workers: int = 1, plugins: tuple[str, ...] = (), log: Log = print) -> dict[str, int]:
+    """Run the jobs not yet in ``writer``; returns counts of ok and error runs.
+
+    ``executor`` None uses a local spawned pool of ``workers`` processes, or this process when
+    ``workers`` is 0. A job that raises becomes an error row. A worker that dies (a segfault,
+    the OOM killer) breaks a local pool and every pending job with it: those jobs are retried
+    one at a time in fresh pools, so only the job that kills its worker again is an error."""
+    todo = [job for job in jobs if not writer.is_done(job.case_id)]
+    counts = {"ok": 0, "error": 0}
+    if not todo:
+        return counts
+    total = len(todo)
+
+    def record(job: Job, outcome: Outcome | None, reason: str = "") -> None:
+        if outcome is not None:
+            writer.add_case(outcome.case_id, outcome.rows, outcome.samples)
+            counts["ok"] += 1
+            log(f"[{counts['ok'] + counts['error']}/{total}] {outcome.summary} "
+                f"({outcome.seconds:.1f} s)")
+        else:
+            writer.add_case(job.case_id, error_rows(job, reason))
+            counts["error"] += 1
+            log(f"[{counts['ok'] + counts['error']}/{total}] {job.case_id}: ERROR {reason}")
+
+    if executor is None and workers == 0:
+        for job in todo:
+            try:
+                record(job, execute(job, plugins))
+            except Exception as exc:  # a crashing run is a row, not the end of the sweep
+                record(job, None, _describe(exc))
+        return counts
+
+    broken = _drain(todo, executor or local_pool(workers), executor is None, plugins, record)
+    for job in broken:  # isolate the job that killed its worker
+        _drain([job], local_pool(1), True, plugins, record,
+               on_broken=lambda j: record(j, None, "the worker process died while running "
+                                                   "this job (crash or out of memory)"))
+    return counts
+
+
+def _drain(jobs: list[Job], executor: Executor, owned: bool, plugins: tuple[str, ...],
+           record: Callable[[Job, Outcome | None, str], None],
+           on_broken: Callable[[Job], None] | None = None) -> list[Job]:
+    """Submit ``jobs``, record each as it completes; returns the jobs lost to a broken pool."""
+    broken: list[Job] = []
+    futures: dict[Future, Job] = {}
+    try:
+        futures = {executor.submit(execute, job, plugins): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                (on_broken or broken.append)(job)
+                continue
+            except Exception as exc:
+                record(job, None, _describe(exc))
+                continue
+            record(job, outcome)
+    except BaseException:  # Ctrl-C: drop queued jobs; recorded ones are already on disk
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        if owned:
+            executor.shutdown(wait=False, cancel_futures=True)
+    return broken
+
+
+def _describe(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | None = None,
+                  executor: Executor | None = None, workers: int | None = None,
+                  resume: bool = False, plugins: tuple[str, ...] = (),
+                  argv: list[str] | None = None, log: Log = print) -> list[Finding]:
+    """The whole benchmark: init diagnostics and training runs of ``preset``, then the
+    derived rows (lr_sensitivity, lowest_diverging_lr) and the findings."""
+    preset = preset if isinstance(preset, Preset) else Preset.load(preset)
+    ref = CorpusRef.of(corpus)
+    data = ref.load(preset.model().block_size)  # fail fast, here, on a bad or short corpus
+    if workers is None:
+        workers = os.cpu_count() or 1
+    jobs: list[Job] = [*preset.init_jobs(ref), *preset.train_jobs(ref)]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    writer = ResultsWriter(out_dir, "stability", resume=resume, argv=argv,
+                           seeds={"train": sorted({j.seed for j in jobs})},
+                           extra={"variants": variant_catalog(), "preset": preset.name,
+                                  "preset_data": preset.data, "workers": workers,
+                                  "executor": type(executor).__name__ if executor else
+                                  ("in-process" if workers == 0 else "ProcessPoolExecutor"),
+                                  "load_average_start": load,
+                                  "corpus": {"source": ref.source, "sha256": ref.sha256,
+                                             "chars": len(data.train) + len(data.val),
+                                             "vocab_size": len(data.vocab),
+                                             "unigram_loss": data.unigram_loss()}})
+    start = time.perf_counter()
+    log(f"stability: preset {preset.name}, {len(jobs)} jobs, "
+        f"{sum(not writer.is_done(j.case_id) for j in jobs)} to run, {workers} workers")
+    counts = run_jobs(jobs, writer, executor=executor, workers=workers, plugins=plugins,
+                      log=log)
+    frame = load_results(writer.dir)
+    findings = evaluate_findings(frame)
+    for case_id, rows in derived_cases(frame, findings):
+        if not writer.is_done(case_id):
+            writer.add_case(case_id, rows)
+    wall = time.perf_counter() - start
+    writer.finish(wall_s=wall, runs_ok=counts["ok"], runs_error=counts["error"],
+                  load_average_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
+                  findings={f.slug: f.reproduced for f in findings})
+    log(f"stability: {counts['ok']} ok, {counts['error']} errors in {wall:.0f} s -> {writer.dir}")
+    return findings

@@ -1,0 +1,82 @@
+"""Judging runs: the divergence verdict, loss spikes, learning-rate sensitivity and the lowest
+diverging learning rate. Pure functions of curves and numbers, tested on synthetic curves.
+
+Why the verdict looks beyond NaN: in a CPU pilot (reference.md section 4) every failed Post-LN
+run collapsed to the unigram plateau (the loss of predicting character frequencies and
+ignoring context) with near-zero updates, and none produced a NaN. A NaN-only test called all
+of them healthy.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+
+# A run whose final validation loss is within this many nats of the unigram loss, or anywhere
+# above it, learned nothing beyond character frequencies. Healthy runs of the quick preset end
+# well over 0.5 nats below it (see the README's stability section for measured values).
+COLLAPSE_MARGIN = 0.1
+SPIKE_WINDOW = 20  # steps of history a spike is judged against
+SPIKE_RATIO = 1.25  # a step whose loss exceeds the recent median by 25% starts a spike
+
+VERDICTS = ("healthy", "nan", "blowup", "unigram_collapse")
+
+
+def divergence_verdict(val_losses: Sequence[float], init_loss: float, unigram_loss: float, *,
+                       train_losses: Sequence[float] = (),
+                       margin: float = COLLAPSE_MARGIN) -> str:
+    """Classify a run from its validation curve (last value = final loss), in order:
+    ``nan`` (a non-finite loss anywhere), ``blowup`` (final loss above the initial loss),
+    ``unigram_collapse`` (final loss not more than ``margin`` below the unigram loss),
+    ``healthy`` otherwise."""
+    if not val_losses:
+        raise ValueError("val_losses: expected at least the final validation loss, got none")
+    if not all(math.isfinite(v) for v in (*val_losses, *train_losses)):
+        return "nan"
+    final = val_losses[-1]
+    if final > init_loss:
+        return "blowup"
+    if final >= unigram_loss - margin:
+        return "unigram_collapse"
+    return "healthy"
+
+
+def count_spikes(losses: Sequence[float], *, window: int = SPIKE_WINDOW,
+                 ratio: float = SPIKE_RATIO) -> int:
+    """Loss spikes: maximal runs of steps whose loss exceeds ``ratio`` times the median of the
+    ``window`` steps before the run began. A falling curve never spikes; a sustained climb
+    counts once."""
+    spikes, inside, reference = 0, False, math.inf
+    for t in range(window, len(losses)):
+        if not inside:
+            reference = statistics.median(losses[t - window:t])
+        above = not math.isfinite(losses[t]) or losses[t] > ratio * reference
+        if above and not inside:
+            spikes += 1
+        inside = above
+    return spikes
+
+
+def lr_sensitivity(final_losses: Mapping[float, float], init_loss: float) -> float:
+    """Wortsman et al. 2023: E_eta[min(loss(eta), loss_init) - loss_best] over the swept
+    learning rates, loss_best the lowest final loss among them. A non-finite loss counts as
+    loss_init (the min caps every failure at "learned nothing")."""
+    if not final_losses:
+        raise ValueError("final_losses: expected one final loss per learning rate, got none")
+    capped = [min(v, init_loss) if math.isfinite(v) else init_loss
+              for v in final_losses.values()]
+    best = min(capped)
+    return sum(v - best for v in capped) / len(capped)
+
+
+def lowest_diverging_lr(diverged: Mapping[float, Sequence[bool]]) -> float | None:
+    """The lowest learning rate at which any seed diverged, among the learning rates at or
+    above the one where the fewest seeds diverged (so "too small to learn in the budget", at
+    the low end of a grid, is not counted as divergence). None if no run diverged there."""
+    if not diverged:
+        raise ValueError("diverged: expected verdicts per learning rate, got none")
+    rates = sorted(diverged)
+    fractions = [sum(diverged[r]) / len(diverged[r]) for r in rates]
+    best = fractions.index(min(fractions))
+    return next((r for r in rates[best:] if any(diverged[r])), None)
