@@ -109,6 +109,17 @@ def fmt_bytes(value: Any) -> str:
     return f"{value:.3g} GiB"  # pragma: no cover
 
 
+def fmt_si(value: Any, unit: str = "") -> str:
+    """Rates to three significant figures with an SI prefix: 27300 -> "27.3 k"."""
+    if is_missing(value):
+        return "–"
+    value = float(value)
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
 def fmt_lr(value: Any) -> str:
     """Learning rates read best as 3e-04 -> "3e-4"."""
     if is_missing(value):

@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import LogFormatter
 
 DPI = 100
 PANEL = (4.4, 3.3)  # inches per panel: three panels fill a 1366-pixel-wide window
@@ -78,17 +78,30 @@ def legend(ax: Axes, **kwargs: Any) -> None:
         ax.legend(fontsize=7, frameon=False, **kwargs)
 
 
+class PlainLog(LogFormatter):
+    """Log-axis labels as plain numbers (0.5, 2, 1024) rather than 5×10⁻¹ or 2¹⁰; which ticks
+    get a label is still matplotlib's choice."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def log_axis(ax: Axes, which: str, base: float = 10) -> None:
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
+    axis.set_major_formatter(PlainLog(base=base, labelOnlyBase=False))
+    axis.set_minor_formatter(PlainLog(base=base, labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+
+
 def label_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, logx: bool = False,
                logy: bool = False, base: int = 10) -> None:
     ax.set_title(plain(title))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logx:
-        ax.set_xscale("log", base=base)
-        if base == 2:  # sequence lengths read best as 256, 512, ... not 2^8
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        log_axis(ax, "x", base)
     if logy:
-        ax.set_yscale("log")
+        log_axis(ax, "y")
 
 
 def line_with_band(ax: Axes, x: Sequence[float], y: Sequence[float], lo: Sequence[float],

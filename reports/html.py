@@ -27,9 +27,9 @@ nav a { color: #0b5cad; text-decoration: none; }
 .how { color: #444; background: #eef3f8; border-left: 3px solid #0b5cad; padding: 5px 10px;
        margin: 6px 0 12px; }
 .note { margin: 6px 0; padding: 3px 8px; border-radius: 3px; }
-.table-wrap { overflow-x: auto; margin: 8px 0 16px; }
+.table-wrap { overflow-x: auto; margin: 4px 0 16px; }
 table { border-collapse: collapse; font-size: 13px; background: #fff; }
-caption { text-align: left; font-weight: 600; padding: 4px 0; }
+.caption { font-weight: 600; margin: 12px 0 0; }
 th, td { border: 1px solid #d6d6d6; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; position: sticky; top: 0; }
 tbody tr:nth-child(even) td:not(.good):not(.bad):not(.warn) { background: #f8f8f8; }
@@ -60,10 +60,11 @@ def render_cell(cell: Cell, tag: str = "td") -> str:
 
 
 def render_table(t: Table) -> str:
-    caption = f"<caption>{esc(t.caption)}</caption>" if t.caption else ""
+    # A caption outside the table: inside, it would wrap to the width of a narrow table.
+    caption = f'<p class="caption">{esc(t.caption)}</p>' if t.caption else ""
     head = "".join(f"<th>{esc(c)}</th>" for c in t.columns)
     body = "\n".join("<tr>" + "".join(render_cell(c) for c in row) + "</tr>" for row in t.rows)
-    return (f'<div class="table-wrap"><table>{caption}<thead><tr>{head}</tr></thead>\n'
+    return (f'{caption}<div class="table-wrap"><table><thead><tr>{head}</tr></thead>\n'
             f"<tbody>\n{body}\n</tbody></table></div>")
 
 

@@ -91,8 +91,13 @@ class Bundle:
         """One colour per variant or block name, the same in every figure."""
         from reports.figures import palette
 
-        names = set(self.table["variant"].dropna().astype(str)) | set(self.catalog())
-        return palette(sorted(names - {"", "matmul_peak"}))
+        catalog = self.catalog()
+        names = (set(self.table["variant"].dropna().astype(str)) | set(catalog)) - {
+            "", "matmul_peak"}
+        blocks = {n for n in names
+                  if any(e.get("kind") == "block" for e in catalog.get(n, {}).values())}
+        # Blocks and attention variants never share a figure: each set starts at colour one.
+        return {**palette(sorted(names - blocks)), **palette(sorted(blocks))}
 
     def samples(self, run: str, case_id: str, metric: str) -> list[float] | None:
         return self._samples.get((run, case_id, metric))

@@ -44,7 +44,7 @@ def verification(bundle: Bundle) -> dict[RunVariant, Cell]:
         elif ran:
             text, tone = f"pass: {ran} of {ran} checks", "good"
         else:
-            text, tone = f"not measured ({outcomes['skipped']} checks skipped)", "muted"
+            text, tone = f"not measured ({outcomes['skipped']} skipped)", "muted"
         if worst is not None and worst == worst:
             text += f"; worst error {worst:.0%} of bound"
         out[(run, variant)] = Cell(text, tone)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports import figures
-from reports.document import Figure, Section, fmt, not_measured, table
+from reports.document import Figure, Section, fmt, fmt_si, not_measured, table
 from reports.load import Bundle, ensure, wide
 from reports.sections.common import case_text, groups, run_column
 
@@ -65,7 +65,7 @@ def build(bundle: Bundle) -> Section:
     section.items.append(block_figure(bundle, cases))
     rows = [[*([r["run"]] if bundle.several_runs else []), r["block"], r["attention"],
              fmt(r["d_model"]), fmt(r["n_heads"]), fmt(r["N"]), r["mode"], r["dtype"],
-             fmt(r["tokens_per_s"]),
+             fmt_si(r["tokens_per_s"]),
              "–" if r["attention_share"] != r["attention_share"]
              else f"{100 * r['attention_share']:.0f} %"]
             for _, r in cases.sort_values(["run", "block", "attention", "mode", "N"]).iterrows()]

@@ -34,9 +34,9 @@ def row(name: str, entry: dict[str, Any], runs: tuple[str, ...], several: bool) 
     caps = entry.get("capabilities") or {}
     lo, hi = caps.get("head_dim_min", 1), caps.get("head_dim_max")
     masked = str(caps.get("fully_masked_rows", "?"))
-    notes = "; ".join(x for x in (entry.get("doc", ""), caps.get("notes", ""), overrides(caps),
-                                  "needs " + ", ".join(caps["requires"])
-                                  if caps.get("requires") else "") if x)
+    notes = ". ".join(x.rstrip(". ") for x in (
+        entry.get("doc", ""), caps.get("notes", ""), overrides(caps),
+        "needs " + ", ".join(caps["requires"]) if caps.get("requires") else "") if x)
     label = name + (f" [{', '.join(runs)}]" if several else "")
     return [label, entry.get("kind", "?"), ", ".join(caps.get("devices", [])),
             ", ".join(caps.get("dtypes", [])), yes_no(caps.get("causal")),

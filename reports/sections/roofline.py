@@ -96,7 +96,7 @@ def build(bundle: Bundle) -> Section:
         title = f"{dtype} on {device}" + (f"\n[{run}]" if bundle.several_runs else "")
         figures.label_axes(ax, title, "arithmetic intensity (FLOP / byte, fused minimum)",
                            "achieved TFLOP/s", logx=True, logy=True)
-        figures.legend(ax, ncols=2)
+        figures.legend(ax, ncols=2, loc="lower right")
     section.items.append(Figure("06-roofline", figures.to_png(fig),
                                 "Roofline: achieved TFLOP/s vs arithmetic intensity, with the "
                                 "measured matmul peak (markers: o fwd, s bwd, ^ fwd+bwd)"))

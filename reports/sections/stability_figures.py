@@ -13,7 +13,7 @@ from reports.load import Bundle
 from reports.sections.common import groups
 
 VERDICTS = ("healthy", "unigram_collapse", "blowup", "nan", "mixed")
-VERDICT_COLORS = ("#009E73", "#E69F00", "#D55E00", "#7F0000", "#999999")
+VERDICT_COLORS = ("#009E73", "#E69F00", "#C0392B", "#4A0000", "#999999")
 SHORT = {"healthy": "ok", "unigram_collapse": "unigram", "blowup": "blowup", "nan": "NaN"}
 
 
@@ -99,12 +99,14 @@ def sensitivity(bundle: Bundle, per_depth: pd.DataFrame) -> Figure:
                   "rates)")
 
 
-INIT_PANELS = (  # (metric, x column, y label, log y)
-    ("last_ffn_grad_norm", "depth", "‖∇ last FFN weight‖ at init", True),
-    ("output_change", "depth", "output change under small perturbation", True),
-    ("one_step_change", "depth", "output change after one step", True),
-    ("grad_norm", "layer", "gradient norm at init (deepest model)", True),
-    ("hidden_norm", "layer", "hidden-state norm at init (deepest model)", False),
+INIT_PANELS = (  # (metric, x column, panel title, y label, log y)
+    ("last_ffn_grad_norm", "depth", "last FFN weight gradient (Xiong et al.)", "gradient norm",
+     True),
+    ("output_change", "depth", "output change, small perturbation (Admin)", "relative change",
+     True),
+    ("one_step_change", "depth", "output change after one step", "relative change", True),
+    ("grad_norm", "layer", "gradient norm per layer, deepest model", "gradient norm", True),
+    ("hidden_norm", "layer", "hidden-state norm per layer, deepest model", "norm", False),
 )
 
 
@@ -114,7 +116,7 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
     runs = sorted(init["run"].unique())
     fig, axes = figures.grid(len(present) * len(runs))
     panels = [(run, p) for run in runs for p in present]
-    for ax, (run, (metric, x, ylabel, logy)) in zip(axes, panels, strict=False):
+    for ax, (run, (metric, x, heading, ylabel, logy)) in zip(axes, panels, strict=False):
         rows = init[(init["run"] == run) & (init["metric"] == metric)]
         for (config,), line in groups(rows, ["config"]):
             if x == "layer":  # per-layer profile of the deepest model only
@@ -123,7 +125,7 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
             suffix = f" (L{fmt(line['depth'].max())})" if x == "layer" else ""
             ax.plot(line[x], line["value"], marker="o", markersize=3.5,
                     label=figures.plain(config + suffix))
-        figures.label_axes(ax, title(bundle, metric, run),
+        figures.label_axes(ax, title(bundle, heading, run),
                            "depth (layers)" if x == "depth" else "layer index", ylabel,
                            logx=x == "depth", logy=logy)
         figures.legend(ax)

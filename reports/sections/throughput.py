@@ -95,7 +95,7 @@ def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
         ax.axhline(1.0, color="#555555", linewidth=1, linestyle="--")
         figures.label_axes(ax, panel_title(bundle, key), "sequence length N (= S)",
                            f"speed-up vs {bundle.baseline} (×)", logx=True, base=2)
-        ax.set_yscale("log", base=2)
+        figures.log_axis(ax, "y", base=2)
         figures.legend(ax)
     return Figure(f"05-speedup-{mode.replace('+', '-')}", figures.to_png(fig),
                   f"Speed-up against {bundle.baseline}, {mode} (above 1: faster than "
