@@ -154,6 +154,10 @@ def load_run(path: Path) -> Run:
     rows = load_results(path)
     if rows.empty:
         rows = pd.DataFrame(columns=["suite", "case_id", "variant", "status", "metric", "value"])
+    for column in ("suite", "case_id", "variant", "status", "metric"):
+        missing = rows.index[rows[column].isna()]
+        if len(missing):
+            raise ResultsError(f"{path / RESULTS}: row {missing[0] + 1} lacks {column!r}")
     bad = sorted(set(rows["status"]) - set(STATUSES))
     if bad:
         raise ResultsError(f"{path / RESULTS}: unknown status {bad}; expected one of {STATUSES}")
