@@ -36,3 +36,11 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """The comparison report: `nox -s report -- RESULTS_DIR ... [--out DIR] [--baseline V]`
+    (default: every results directory under results/latest); prints the page's path."""
+    install_project(session)
+    session.run("python", "-m", "bench", "report", *(session.posargs or ["results/latest"]))
