@@ -1,0 +1,380 @@
+"""Measuring two trees in one job: a worker per side, requests interleaved A B B A.
+
+``compare_sides(base, head, preset, settings)`` runs every case of a preset on both sides and
+returns the findings: correctness and memory (hard), time (statistical, with a confirmation
+round for anything that looks slower), and the structural checks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.gate.stats import compare
+from bench.gate.verdicts import (
+    MEMORY_ABS,
+    MEMORY_REL,
+    CheckResult,
+    Finding,
+    TimePolicy,
+    correctness_finding,
+    memory_finding,
+    needs_confirmation,
+    structural_finding,
+    time_finding,
+)
+
+DRIVER_ROOT = Path(__file__).resolve().parents[2]  # the tree this code runs from
+
+
+# One thread, and a fixed glibc malloc policy. By default glibc adapts its mmap threshold to a
+# process's allocation history, so whether a large tensor costs fresh zeroed pages on every
+# call differs between two processes running the same code: same-tree (A/A) comparisons
+# measured 0.82x-1.9x without these settings and within 0.86x-1.07x with them.
+FIXED_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+             "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30),
+             "MALLOC_TOP_PAD_": str(64 * 2**20)}
+
+
+class WorkerError(RuntimeError):
+    """A side's worker could not start or died; the message carries the end of its stderr."""
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """One side of the comparison: a source tree and the plugins to load into it."""
+
+    label: str  # "base" or "head"
+    root: Path
+    plugins: tuple[str, ...] = ()
+    description: str = ""  # e.g. "3f2c1ab fix masking", for the summary header
+
+
+class Worker:
+    """The driver's handle on one ``bench.gate.worker`` subprocess."""
+
+    def __init__(self, side: SideSpec, timeout_s: float = 600.0) -> None:
+        self.side, self.timeout_s = side, timeout_s
+        self.stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed by close())
+        env = {**os.environ, **FIXED_ENV,
+               "PYTHONPATH": os.pathsep.join(
+                   [str(DRIVER_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        cmd = [sys.executable, "-m", "bench.gate.worker", str(side.root)]
+        for plugin in side.plugins:
+            cmd += ["--plugin", plugin]
+        self.proc = subprocess.Popen(cmd, cwd=DRIVER_ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr)
+        ready = self._read()
+        if not ready.get("ok"):
+            self.close()
+            raise WorkerError(f"{side.label} worker ({side.root}) failed to start: "
+                              f"{ready.get('error')}")
+
+    def _stderr_tail(self) -> str:
+        if self.stderr.closed:
+            return ""
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(lines[-5:])
+
+    def _read(self) -> dict[str, Any]:
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout_s)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            why = (f"gave no answer within {self.timeout_s:.0f} s" if self.proc.poll() is None
+                   else f"exited with code {self.proc.returncode}")
+            tail = self._stderr_tail()
+            self.close()
+            raise WorkerError(f"{self.side.label} worker ({self.side.root}) {why}: {tail}")
+        return json.loads(line)
+
+    def request(self, op: str, **args: Any) -> dict[str, Any]:
+        try:
+            self.proc.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the pipe is already closed
+            raise WorkerError(f"{self.side.label} worker is gone: {self._stderr_tail()}") from None
+        answer = self._read()
+        if not answer.get("ok") and "error" in answer:
+            raise WorkerError(f"{self.side.label} worker, {op} {args.get('key', '')}: "
+                              f"{answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        """End the process (politely, then by force) and drop its stderr; idempotent."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b'{"op": "exit"}\n')
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- what is measured ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shape:
+    """An attention problem in the project's glossary (S = N, Dv = D here)."""
+
+    B: int = 1
+    Hq: int = 4
+    Hkv: int = 4
+    N: int = 256
+    D: int = 64
+    dtype: str = "float32"
+    causal: bool = False
+    device: str = "cpu"
+
+    def label(self) -> str:
+        heads = f"H{self.Hq}" + (f"/{self.Hkv}" if self.Hkv != self.Hq else "")
+        return "-".join([f"B{self.B}", heads, f"N{self.N}", f"D{self.D}", self.dtype,
+                         self.device] + (["causal"] if self.causal else []))
+
+    def at(self, **changes: Any) -> Shape:
+        return Shape(**{**self.__dict__, **changes})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A case grid and a measurement budget."""
+
+    name: str
+    shapes: tuple[Shape, ...]
+    modes: tuple[str, ...] = ("fwd", "fwd+bwd")
+    rounds: int = 15  # samples per side in the first measurement
+    confirm_rounds: int = 31  # samples per side when a case is re-measured
+    sample_target_s: float = 0.02  # CPU seconds per sample (inner calls are calibrated to it)
+    scaling_n: tuple[int, int] = (256, 512)  # memory-exponent check between these lengths
+    large_n: int = 1024  # "SDPA beats naive" check at this length
+
+
+PRESETS = {
+    "tiny": Preset("tiny", (Shape(Hq=2, Hkv=2, N=64, D=32),), modes=("fwd",), rounds=9,
+                   confirm_rounds=15, sample_target_s=0.005, scaling_n=(64, 128), large_n=512),
+    "small": Preset("small", (Shape(), Shape(causal=True))),
+}
+
+
+@dataclass
+class GateSettings:
+    policy: TimePolicy = field(default_factory=TimePolicy)
+    memory_rel: float = MEMORY_REL
+    memory_abs: float = MEMORY_ABS
+    structural: str = "warn"  # "warn" | "error" | "off"
+    kinds: tuple[str, ...] = ("correctness", "memory", "time")
+    variants: tuple[str, ...] = ()  # empty: every attention variant present on both sides
+    device: str = "cpu"
+
+
+@dataclass
+class Outcome:
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def case_key(variant: str, mode: str, shape: Shape) -> str:
+    return f"{variant}:{mode}:{shape.label()}"
+
+
+def interleaved(first: Worker, second: Worker, key: str, inner: int, rounds: int,
+                first_key: str | None = None) -> tuple[list[float], list[float]]:
+    """``rounds`` samples per side in A B B A order: any drift or burst of contention lands on
+    both sides alike. ``first_key`` times a different case on the first worker (used to race
+    two variants inside one side)."""
+    a, b = [], []
+    for r in range(rounds):
+        order = ((first, a, first_key or key), (second, b, key))
+        for worker, out, k in (order if r % 2 == 0 else order[::-1]):
+            out.append(worker.request("time", key=k, inner=inner)["seconds"])
+    return a, b
+
+
+# ---- the comparison --------------------------------------------------------------------------
+
+def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: GateSettings,
+                  log: Callable[[str], None] = lambda s: None) -> Outcome:
+    """Run the preset on both sides in one job and judge every case.
+
+    Timing happens twice for anything that may have slowed down: a screen with ``rounds``
+    samples, then a confirmation with ``confirm_rounds`` samples in a *fresh pair of worker
+    processes*, which alone decides. Two processes running the same code can differ by several
+    per cent for their whole life (memory placement on a shared VM), an effect no number of
+    samples from the same pair averages out; a regression must reproduce in new processes.
+    """
+    outcome = Outcome()
+    shapes = tuple(s.at(device=settings.device) for s in preset.shapes)
+    flagged: list[tuple[str, str, dict, str, Finding]] = []
+    with Worker(base) as wa, Worker(head) as wb:
+        names, timeable = _common_variants(wa, wb, settings, outcome.notes)
+        skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
+        peaks: dict[tuple[str, str], int] = {}
+        to_time: list[tuple[str, str, dict, str]] = []
+        for name in names:
+            for shape in shapes:
+                for mode in preset.modes:
+                    key = case_key(name, mode, shape)
+                    log(f"gate: {key}")
+                    ok_b = wb.request("prepare", key=key, variant=name, case=shape.__dict__,
+                                      mode=mode)
+                    if not ok_b["ok"]:
+                        skipped[(name, ok_b["reason"])].append(f"{mode} {shape.label()}")
+                        continue
+                    ok_a = wa.request("prepare", key=key, variant=name, case=shape.__dict__,
+                                      mode=mode)
+                    _judge_hard(wa if ok_a["ok"] else None, wb, key, name, timeable[name],
+                                settings, outcome, peaks)
+                    if not ok_a["ok"]:
+                        outcome.notes.append(f"{key}: no baseline ({ok_a['reason']})")
+                    elif timeable[name] and "time" in settings.kinds:
+                        to_time.append((key, name, shape.__dict__, mode))
+        for (name, reason), cases in sorted(skipped.items()):
+            outcome.notes.append(f"{name}: skipped {len(cases)} case(s): {reason}")
+        for key, name, case, mode in to_time:
+            log(f"gate: timing {key}")
+            inner = wa.request("calibrate", key=key, target_s=preset.sample_target_s)["inner"]
+            a, b = interleaved(wa, wb, key, inner, preset.rounds)
+            outcome.samples[key] = {"inner": inner, "base": a, "head": b}
+            screen = compare(a, b, confidence=settings.policy.confidence)
+            finding = time_finding(key, name, screen, settings.policy)
+            if needs_confirmation(finding.verdict, screen):
+                flagged.append((key, name, case, mode, finding))
+            else:
+                outcome.findings.append(finding)
+        if settings.structural != "off":
+            outcome.findings += _structural(wa, wb, names, timeable, preset, shapes[0],
+                                            settings, peaks, log)
+    if flagged:
+        outcome.findings += _confirm(base, head, flagged, preset, settings, outcome, log)
+    return outcome
+
+
+def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
+             settings: GateSettings, outcome: Outcome, log: Callable[[str], None]
+             ) -> list[Finding]:
+    """Re-measure the flagged cases in fresh workers; those samples alone decide (a second
+    look at the same data would add a chance of false alarm instead of removing one)."""
+    findings = []
+    with Worker(base) as wa, Worker(head) as wb:
+        for key, name, case, mode, screen in flagged:
+            log(f"gate: confirming {key} in fresh workers")
+            for worker in (wa, wb):
+                worker.request("prepare", key=key, variant=name, case=case, mode=mode)
+            inner = outcome.samples[key]["inner"]
+            a, b = interleaved(wa, wb, key, inner, preset.confirm_rounds)
+            outcome.samples[key].update(confirm_base=a, confirm_head=b)
+            confirmed = compare(a, b, confidence=settings.policy.confidence, seed=1)
+            findings.append(time_finding(
+                key, name, confirmed, settings.policy,
+                detail=f"re-measured in fresh processes (first look: {screen.ratio:.3f}x, "
+                       f"{screen.verdict})"))
+    return findings
+
+
+def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list[str]
+                     ) -> tuple[list[str], dict[str, bool]]:
+    va, vb = wa.request("hello")["variants"], wb.request("hello")["variants"]
+    wanted = set(settings.variants) or set(va) | set(vb)
+    unknown = set(settings.variants) - set(va) - set(vb)
+    if unknown:
+        raise ValueError(f"--variants: unknown {sorted(unknown)}; known: {sorted(set(vb))}")
+    for name in sorted(wanted - set(va)):
+        if name in vb:
+            notes.append(f"{name}: new on head, no baseline to compare with")
+    for name in sorted(wanted - set(vb)):
+        notes.append(f"{name}: removed on head")
+    names = sorted(wanted & set(va) & set(vb))
+    timeable = {n: vb[n]["timeable"] and va[n]["timeable"] for n in names}
+    for n in names:
+        if not timeable[n]:
+            notes.append(f"{n}: correctness only; {vb[n]['why'] or va[n]['why']}")
+    return names, timeable
+
+
+def _check(worker: Worker, key: str) -> CheckResult:
+    try:
+        got = worker.request("verify", key=key)
+    except WorkerError as exc:  # the variant raised: a failure, not an environment problem
+        return CheckResult(False, reason=str(exc))
+    return CheckResult(got["passed"], got["error_ratio"], got["bound"], got["reason"])
+
+
+def _judge_hard(wa: Worker | None, wb: Worker, key: str, name: str, timeable: bool,
+                settings: GateSettings, outcome: Outcome, peaks: dict) -> None:
+    """Correctness and memory of one case (wa None: the base side cannot run it)."""
+    if "correctness" in settings.kinds:
+        base = _check(wa, key) if wa else None
+        outcome.findings.append(correctness_finding(key, name, base, _check(wb, key)))
+    if "memory" in settings.kinds and timeable and wa:
+        for side, worker in (("base", wa), ("head", wb)):
+            peaks[(side, key)] = worker.request("memory", key=key)["peak_bytes"]
+        outcome.findings.append(memory_finding(
+            key, name, peaks[("base", key)], peaks[("head", key)], rel=settings.memory_rel,
+            abs_bytes=settings.memory_abs))
+
+
+def _structural(wa: Worker, wb: Worker, names: list[str], timeable: dict[str, bool],
+                preset: Preset, shape: Shape, settings: GateSettings, peaks: dict,
+                log: Callable[[str], None]) -> list[Finding]:
+    """Properties that hold on any machine: each variant's memory scaling exponent did not grow,
+    and SDPA is faster than naive at large N."""
+    as_error, out = settings.structural == "error", []
+    n1, n2 = preset.scaling_n
+    for name in names:
+        if not timeable[name] or "memory" not in settings.kinds:
+            continue
+        for mode in preset.modes:
+            exps = {}
+            for side, worker in (("base", wa), ("head", wb)):
+                sizes = []
+                for n in (n1, n2):
+                    key = case_key(name, mode, shape.at(N=n))
+                    if (side, key) not in peaks:
+                        ok = worker.request("prepare", key=key, variant=name,
+                                            case=shape.at(N=n).__dict__, mode=mode)["ok"]
+                        peaks[(side, key)] = (worker.request("memory", key=key)["peak_bytes"]
+                                              if ok else 0)
+                    sizes.append(peaks[(side, key)])
+                exps[side] = (math.log(sizes[1] / sizes[0]) / math.log(n2 / n1)
+                              if min(sizes) > 0 else None)
+            if exps["base"] is None or exps["head"] is None:
+                continue
+            grew = exps["head"] - exps["base"]
+            out.append(structural_finding(
+                f"memexp:{name}:{mode}:{shape.at(N=n1).label()}..N{n2}", name, grew <= 0.25,
+                f"peak memory grows as N^{exps['head']:.2f} (base N^{exps['base']:.2f}) "
+                f"between N={n1} and N={n2}", ratio=exps["head"], as_error=as_error))
+    if {"naive", "sdpa"} <= set(names) and "time" in settings.kinds:
+        big = shape.at(N=preset.large_n, causal=False)
+        keys = {n: case_key(n, "fwd", big) for n in ("naive", "sdpa")}
+        log(f"gate: structural sdpa vs naive at N={preset.large_n}")
+        for n, key in keys.items():
+            wb.request("prepare", key=key, variant=n, case=big.__dict__, mode="fwd")
+        inner = wb.request("calibrate", key=keys["sdpa"], target_s=preset.sample_target_s)
+        naive, sdpa = interleaved(wb, wb, keys["sdpa"], inner["inner"], preset.rounds,
+                                  first_key=keys["naive"])
+        c = compare(naive, sdpa)
+        out.append(structural_finding(
+            f"sdpa<naive:{big.label()}", "sdpa", c.ci_high < 1,
+            f"sdpa/naive time {c.ratio:.2f} (95% CI {c.ci_low:.2f}-{c.ci_high:.2f}) on head",
+            ratio=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high, as_error=as_error))
+    return out

@@ -1,0 +1,299 @@
+"""One side of the gate: a subprocess that imports ``variants`` and ``kernels`` from one tree and
+answers measurement requests over stdin/stdout, one JSON object per line.
+
+    python -m bench.gate.worker TREE [--plugin MODULE ...]
+
+Why a process per side: both trees define the same module names, so they cannot share one
+interpreter, yet their timings must come from one job, interleaved (A B B A ...), or machine
+noise swamps the difference. The driver (``bench.gate.measure``) keeps one worker per side
+alive and alternates requests between them; only one side computes at any moment.
+
+The measuring code (this module, the timer, the reference) always comes from the driver's
+tree, already imported before the side's tree is put first on ``sys.path``: both sides are
+measured by the same instrument.
+
+Requests (``op`` plus arguments) and answers:
+    hello                          -> root, torch, variants {name: {timeable, why}}
+    prepare key variant case mode  -> ok, or ok=false with the reason (unsupported, raised)
+    calibrate key target_s         -> inner: calls per sample for about target_s CPU seconds
+    time key inner                 -> seconds: CPU seconds per call, mean over inner calls
+    memory key                     -> peak_bytes: allocator-level peak above the inputs
+    verify key                     -> passed, error_ratio, bound, reason
+    exit
+Every answer has ``ok``; a failed request answers ok=false with ``error`` instead of dying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.runtime import configure_triton
+
+MODES = ("fwd", "fwd+bwd")
+
+
+def enter_tree(root: Path) -> None:
+    """Make ``variants`` and ``kernels`` import from ``root``: first on sys.path, and nothing of
+    theirs already imported from elsewhere."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("variants", "kernels"):
+            del sys.modules[name]
+    sys.path.insert(0, str(root))
+
+
+def load_side_variants(root: Path, plugins: list[str]) -> Any:
+    """Import the side's registry and plugins; returns the ``variants.registry`` module."""
+    import variants
+
+    where = Path(variants.__file__).resolve()
+    if root.resolve() not in where.parents:
+        raise RuntimeError(f"variants imported from {where}, expected under {root}")
+    try:
+        from variants.plugins import load_plugins
+    except ImportError:  # an older tree without plugin support: import the modules directly
+        for module in plugins:
+            importlib.import_module(module)
+    else:
+        load_plugins(plugins)
+    return importlib.import_module("variants.registry")
+
+
+# ---- the instrument: CPU-time clock, allocator-level memory, the tolerance rule -------------
+
+def time_calls(fn: Callable[[], Any], inner: int, device: str) -> float:
+    """Seconds per call over ``inner`` back-to-back calls. CPU: the thread's CPU time (one
+    thread, so it is the work done; it moved ~5 % under contention where wall time moved 1.5-4.8x,
+    reference.md section 5). CUDA: device time between events."""
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3 / inner
+    t0 = time.thread_time()
+    for _ in range(inner):
+        fn()
+    return (time.thread_time() - t0) / inner
+
+
+def peak_bytes(fn: Callable[[], Any], device: str) -> int:
+    """Peak bytes allocated during one call, above what existed before it.
+
+    CPU: memray at the allocator level (tracemalloc does not see torch; memray matched the
+    analytic model exactly, reference.md section 5). CUDA: the caching allocator's peak.
+    """
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before)
+    import memray
+
+    with tempfile.TemporaryDirectory(prefix="attnbench-gate-mem-") as tmp:
+        path = Path(tmp) / "capture.bin"
+        with memray.Tracker(path):
+            fn()
+        return int(memray.FileReader(path).metadata.peak_memory)
+
+
+def textbook(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Attention in the inputs' own dtype: the rule's ``pt`` (and, in float64, its ``ref``).
+    Lives here, in the driver's code, so a change to either tree's ``naive`` cannot move the
+    yardstick it is measured with."""
+    N, S, Hq = q.shape[-2], k.shape[-2], q.shape[1]
+    k = k.repeat_interleave(Hq // k.shape[1], dim=1)  # (B, Hq, S, D)
+    v = v.repeat_interleave(Hq // v.shape[1], dim=1)  # (B, Hq, S, Dv)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, Hq, N, S)
+    if causal:
+        visible = torch.ones(N, S, dtype=torch.bool, device=q.device).tril()  # (N, S)
+        scores = scores.masked_fill(~visible, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v  # (B, Hq, N, Dv)
+
+
+# ---- one prepared case ----------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    variant: Any  # the side's registry Variant
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    dout: torch.Tensor
+    causal: bool
+    mode: str
+    device: str
+
+    def call(self) -> torch.Tensor:
+        if self.mode == "fwd":
+            with torch.no_grad():
+                return self.variant(self.q, self.k, self.v, causal=self.causal)
+        q, k, v = (t.detach().requires_grad_(True) for t in (self.q, self.k, self.v))
+        out = self.variant(q, k, v, causal=self.causal)
+        out.backward(self.dout)
+        return out
+
+
+def prepare(registry: Any, name: str, case: dict[str, Any], mode: str) -> Prepared | str:
+    """Inputs for one case, seeded so both sides get the same numbers; a string is the reason
+    the side cannot run it."""
+    if mode not in MODES:
+        return f"mode: expected one of {MODES}, got {mode!r}"
+    try:
+        variant = registry.get(name)
+    except KeyError:
+        return f"variant {name!r} is not registered in this tree"
+    dtype = registry.parse_dtype(case["dtype"])
+    try:
+        reasons = registry.not_supported_reasons(variant, registry.Case(
+            B=case["B"], Hq=case["Hq"], Hkv=case["Hkv"], N=case["N"], D=case["D"], dtype=dtype,
+            device=case["device"], causal=case["causal"], backward=mode != "fwd"))
+    except TypeError as exc:  # an older tree's Case without one of these fields
+        return f"this tree's Case cannot describe the case ({exc})"
+    if reasons:
+        return "; ".join(reasons)
+    gen = torch.Generator().manual_seed(1234)
+    B, Hq, Hkv, N, D = case["B"], case["Hq"], case["Hkv"], case["N"], case["D"]
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(case["device"])
+
+    prepared = Prepared(variant, randn(B, Hq, N, D), randn(B, Hkv, N, D), randn(B, Hkv, N, D),
+                        randn(B, Hq, N, D), case["causal"], mode, case["device"])
+    prepared.call()  # warm-up; raises here rather than in the middle of a measurement
+    return prepared
+
+
+def verify(p: Prepared) -> dict[str, Any]:
+    """The FlashAttention tolerance rule on this case's inputs (reference.md section 3):
+    max|out - ref| <= C * max|pt - ref| + floor, C = 2 for the output, 3 for gradients.
+    Reports the worst quantity's error ratio max|out - ref| / max|pt - ref| and its bound."""
+    from bench.verify.tolerance import C_GRAD, C_OUTPUT, compare
+
+    def run(fn: Callable, q, k, v) -> list[torch.Tensor]:
+        if p.mode == "fwd":
+            with torch.no_grad():
+                return [fn(q, k, v)]
+        q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
+        out = fn(q, k, v)
+        dout = p.dout.to(out.dtype)
+        return [out.detach(), *torch.autograd.grad(out, (q, k, v), dout)]
+
+    def ours(q, k, v):
+        return p.variant(q, k, v, causal=p.causal)
+
+    def pt(q, k, v):
+        return textbook(q, k, v, p.causal)
+
+    got = run(ours, p.q, p.k, p.v)
+    ref = run(pt, p.q.double(), p.k.double(), p.v.double())
+    low = run(pt, p.q, p.k, p.v)
+    names = ["out", "dq", "dk", "dv"]
+    agreements = [compare(names[i], got[i], ref[i], low[i], C_OUTPUT if i == 0 else C_GRAD)
+                  for i in range(len(got))]
+    worst = max(agreements, key=lambda a: a.closeness)
+    failed = [a.describe() for a in agreements if not a.passed]
+    ratio = worst.ratio if math.isfinite(worst.ratio) else None
+    return {"passed": not failed, "error_ratio": ratio, "bound": worst.ratio_bound,
+            "reason": "; ".join(failed)}
+
+
+# ---- the request loop ------------------------------------------------------------------------
+
+class Side:
+    """The state of one worker: the side's registry and the prepared cases."""
+
+    def __init__(self, root: Path, plugins: list[str]) -> None:
+        self.root = root
+        self.registry = load_side_variants(root, plugins)
+        self.cases: dict[str, Prepared] = {}
+
+    def hello(self) -> dict[str, Any]:
+        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+        found = {}
+        for v in self.registry.list_variants("attention"):
+            slow = interpreted and "triton" in v.caps.requires
+            found[v.name] = {"timeable": not slow,
+                             "why": "runs in the Triton interpreter here: timing and memory "
+                                    "would measure the interpreter" if slow else ""}
+        return {"root": str(self.root), "torch": torch.__version__, "variants": found}
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        if op == "hello":
+            return self.hello()
+        if op == "prepare":
+            got = prepare(self.registry, req["variant"], req["case"], req["mode"])
+            if isinstance(got, str):
+                return {"ok": False, "reason": got}
+            self.cases[req["key"]] = got
+            return {}
+        p = self.cases[req["key"]]
+        if op == "calibrate":
+            inner, spent = 1, time_calls(p.call, 1, p.device)
+            while spent * inner < req["target_s"] and inner < 10_000:
+                inner *= 2
+            return {"inner": inner}
+        if op == "time":
+            return {"seconds": time_calls(p.call, int(req["inner"]), p.device)}
+        if op == "memory":  # the smaller of two: the first call after others may carry slack
+            return {"peak_bytes": min(peak_bytes(p.call, p.device) for _ in range(2))}
+        if op == "verify":
+            return verify(p)
+        raise ValueError(f"unknown request op {op!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gate.worker")
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--plugin", action="append", default=[])
+    args = parser.parse_args(argv)
+    # Answers go to a private copy of stdout; anything printed (by variants, warnings, C code)
+    # goes to stderr instead of corrupting the protocol.
+    answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    configure_triton()
+    torch.set_num_threads(1)
+    try:
+        enter_tree(args.root.resolve())
+        side = Side(args.root.resolve(), args.plugin)
+    except Exception as exc:
+        answers.write(json.dumps({"ok": False, "fatal": True,
+                                  "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        return 2
+    answers.write(json.dumps({"ok": True, "ready": True}) + "\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("op") == "exit":
+            break
+        try:
+            answer = {"ok": True, **side.handle(req)}
+        except Exception as exc:  # one bad case must not end the other cases' measurements
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc} "
+                                            f"(at {where.filename}:{where.lineno})"}
+        answers.write(json.dumps(answer) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
