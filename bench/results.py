@@ -39,6 +39,8 @@ class ResultsError(RuntimeError):
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list | tuple):  # samples: keep a list a list, not its repr
+        return [_jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         return _jsonable(value.item())
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
