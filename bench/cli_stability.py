@@ -50,7 +50,9 @@ def check_variants(blocks: list[str] | None, attention: str | None) -> None:
         variant = get(name)  # KeyError names the registered variants
         flag = "--variant" if kind == "block" else "--attention"
         if variant.kind != kind:
-            raise UsageError(f"{flag} {name}: expected a {kind} variant, got a {variant.kind}")
+            article = "an" if kind == "attention" else "a"
+            raise UsageError(f"{flag} {name}: expected {article} {kind} variant, got "
+                             f"{variant.kind}")
         reasons = not_supported_reasons(variant, Case(device="cpu", causal=True, backward=True))
         if reasons:
             raise UsageError(f"{flag} {name}: cannot train on cpu: {'; '.join(reasons)}")

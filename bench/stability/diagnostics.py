@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from bench.stability.common import ModelSpec, Outcome, metric_row, single_thread
+from bench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
 from bench.stability.data import CorpusRef
 from variants.gpt import GPT
 
@@ -119,7 +118,7 @@ def run_init(job: InitJob) -> Outcome:
 
 
 def _init_diagnostics(job: InitJob) -> Outcome:
-    start = time.perf_counter()
+    clock = Stopwatch()
     spec = job.model
     data = job.corpus.load(spec.block_size)
     model = spec.build(len(data.vocab), job.block, job.attention, job.depth, job.seed)
@@ -145,4 +144,4 @@ def _init_diagnostics(job: InitJob) -> Outcome:
              metric_row(cols, "one_step_change", step_change)]
     summary = (f"{job.case_id}: last FFN grad {last_ffn_grad:.3g}, output change {change:.3g}, "
                f"one-step change {step_change:.3g}")
-    return Outcome(job.case_id, rows, {}, time.perf_counter() - start, summary)
+    return Outcome(job.case_id, rows, {}, *clock.read(), summary)

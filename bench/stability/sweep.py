@@ -66,15 +66,17 @@ def local_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def run_jobs(jobs: Iterable[Job], writer: ResultsWriter, *, executor: Executor | None = None,
-             workers: int = 1, plugins: tuple[str, ...] = (), log: Log = print) -> dict[str, int]:
-    """Run the jobs not yet in ``writer``; returns counts of ok and error runs.
+             workers: int = 1, plugins: tuple[str, ...] = (), log: Log = print
+             ) -> dict[str, float]:
+    """Run the jobs not yet in ``writer``; returns counts of ok and error runs and the jobs'
+    total CPU seconds (what the sweep costs on an idle machine, whatever the load now).
 
     ``executor`` None uses a local spawned pool of ``workers`` processes, or this process when
     ``workers`` is 0. A job that raises becomes an error row. A worker that dies (a segfault,
     the OOM killer) breaks a local pool and every pending job with it: those jobs are retried
     one at a time in fresh pools, so only the job that kills its worker again is an error."""
     todo = [job for job in jobs if not writer.is_done(job.case_id)]
-    counts = {"ok": 0, "error": 0}
+    counts: dict[str, float] = {"ok": 0, "error": 0, "cpu_s": 0.0}
     if not todo:
         return counts
     total = len(todo)
@@ -83,8 +85,9 @@ def run_jobs(jobs: Iterable[Job], writer: ResultsWriter, *, executor: Executor |
         if outcome is not None:
             writer.add_case(outcome.case_id, outcome.rows, outcome.samples)
             counts["ok"] += 1
+            counts["cpu_s"] += outcome.cpu_seconds
             log(f"[{counts['ok'] + counts['error']}/{total}] {outcome.summary} "
-                f"({outcome.seconds:.1f} s)")
+                f"({outcome.seconds:.1f} s wall, {outcome.cpu_seconds:.1f} s CPU)")
         else:
             writer.add_case(job.case_id, error_rows(job, reason))
             counts["error"] += 1
@@ -177,7 +180,9 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
             writer.add_case(case_id, rows)
     wall = time.perf_counter() - start
     writer.finish(wall_s=wall, runs_ok=counts["ok"], runs_error=counts["error"],
+                  jobs_cpu_s=counts["cpu_s"],
                   load_average_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
                   findings={f.slug: f.reproduced for f in findings})
-    log(f"stability: {counts['ok']} ok, {counts['error']} errors in {wall:.0f} s -> {writer.dir}")
+    log(f"stability: {counts['ok']:.0f} ok, {counts['error']:.0f} errors in {wall:.0f} s wall "
+        f"(jobs' CPU time {counts['cpu_s']:.0f} s) -> {writer.dir}")
     return findings

@@ -13,13 +13,12 @@ beta2 = 0.95, linear warm-up, cosine decay (to 10% of the peak here), no gradien
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from bench.stability.common import ModelSpec, Outcome, metric_row, single_thread
+from bench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
 from bench.stability.data import CharData, CorpusRef
 from bench.stability.verdicts import count_spikes, divergence_verdict
 from variants.blocks import SelfAttention
@@ -93,7 +92,7 @@ def run_train(job: TrainJob) -> Outcome:
 
 
 def _train(job: TrainJob) -> Outcome:
-    start = time.perf_counter()
+    clock = Stopwatch()
     data: CharData = job.corpus.load(job.model.block_size)
     spec = job.model
     model = spec.build(len(data.vocab), job.block, job.attention, job.depth, job.seed)
@@ -141,7 +140,6 @@ def _train(job: TrainJob) -> Outcome:
             metric_row(columns, "diverged", int(verdict != "healthy"), "bool"),
             metric_row(columns, "spikes", count_spikes(curves["train_loss"]), "count"),
             metric_row(columns, "max_logit", max(finite_logits, default=math.nan), "")]
-    seconds = time.perf_counter() - start
     summary = (f"{job.case_id}: val {final:.3f} (init {init_loss:.3f}, unigram {unigram:.3f}) "
                f"{verdict}, max logit {max(finite_logits, default=math.nan):.3g}")
-    return Outcome(job.case_id, rows, curves, seconds, summary)
+    return Outcome(job.case_id, rows, curves, *clock.read(), summary)
