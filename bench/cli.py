@@ -19,7 +19,7 @@ from typing import Any
 from bench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
-COMMANDS = ("bench.cli_list", "bench.cli_bench", "bench.cli_report")
+COMMANDS = ("bench.cli_list", "bench.cli_bench", "bench.cli_report", "bench.cli_stability")
 
 
 class UsageError(Exception):
