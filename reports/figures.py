@@ -58,6 +58,8 @@ def grid(n_panels: int, ncols: int = 3, size: tuple[float, float] = PANEL) -> tu
     """A figure with ``n_panels`` axes in rows of ``ncols``; unused cells are hidden."""
     n_panels = max(1, min(n_panels, MAX_PANELS))
     ncols = 2 if n_panels == 4 and ncols == 3 else min(ncols, n_panels)
+    if n_panels == 1:  # a lone panel gets room for its points and legend
+        size = (size[0] * 1.6, size[1] * 1.4)
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     FigureCanvasAgg(fig)
@@ -91,6 +93,18 @@ def log_axis(ax: Axes, which: str, base: float = 10) -> None:
     (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
     axis.set_major_formatter(PlainLog(base=base, labelOnlyBase=False))
     axis.set_minor_formatter(PlainLog(base=base, labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+
+
+def shared_legend(fig: Figure, axes: list[Axes]) -> None:
+    """One legend under the figure for series that mean the same in every panel (a variant's
+    colour), instead of a legend covering the data in each panel."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                   ncols=min(len(entries), 6), frameon=False, fontsize=8)
 
 
 def label_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, logx: bool = False,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.results import (
     RESULTS,
+    SAMPLES,
     STATUSES,
     ResultsError,
     load_provenance,
@@ -139,12 +140,14 @@ def expand_dirs(paths: list[str | Path]) -> list[Path]:
 
 
 def _numeric(value: Any, path: Path, number: int) -> float:
+    """A JSON number, null (NaN) or "inf"/"-inf" as a float; anything else names the file."""
     if value is None:
         return math.nan
     if value in ("inf", "-inf"):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ResultsError(f"{path / RESULTS}: row {number} has a non-numeric value {value!r}")
+        where = f"row {number}" if number else "a sample"
+        raise ResultsError(f"{path}: {where} has a non-numeric value {value!r}")
     return float(value)
 
 
@@ -165,13 +168,26 @@ def load_run(path: Path) -> Run:
     if suites:
         raise ResultsError(f"{path / RESULTS}: rows of suite {suites} but provenance.json says "
                            f"{provenance.get('suite')!r}; directories must not be mixed")
-    rows["value"] = [_numeric(v, path, i) for i, v in enumerate(rows["value"], start=1)]
+    rows["value"] = [_numeric(v, path / RESULTS, i) for i, v in enumerate(rows["value"], start=1)]
     try:
-        samples = load_samples(path)
+        samples = {key: sample_values(values, path) for key, values in load_samples(path).items()}
     except (KeyError, TypeError) as exc:
-        raise ResultsError(f"{path}/samples.jsonl: record without case_id/metric/samples "
+        raise ResultsError(f"{path / SAMPLES}: record without case_id/metric/samples "
                            f"({exc})") from None
     return Run(path=path, provenance=provenance, rows=rows, samples=samples)
+
+
+def sample_values(values: Any, path: Path) -> list[float]:
+    """A list of numbers; also accepts the JSON-in-a-string form early writers produced."""
+    if isinstance(values, str):
+        try:
+            values = json.loads(values)
+        except ValueError:
+            values = None
+    if not isinstance(values, list):
+        raise ResultsError(f"{path / SAMPLES}: samples must be a list of numbers, got "
+                           f"{str(values)[:60]!r}")
+    return [_numeric(v, path / SAMPLES, 0) for v in values]
 
 
 def assign_labels(runs: list[Run]) -> None:

@@ -176,14 +176,18 @@ def findings(bundle: Bundle) -> list[list[Any]]:
     frame = frame[frame["case_id"].astype(str).str.startswith("finding:")
                   & (frame["metric"] == "reproduced")]
     out = []
+    frame = ensure(frame, "claim", "source")
     for _, row in frame.sort_values(["run", "case_id"]).iterrows():
         if row["status"] != "ok" or row["value"] != row["value"]:
             verdict = Cell("not measured", "muted")
         else:
             verdict = Cell("reproduced", "good") if row["value"] == 1 else Cell(
                 "not reproduced", "bad")
-        out.append([row["run"], str(row["case_id"]).removeprefix("finding:"), verdict,
-                    row["reason"] or "–"])
+        claim = str(row["claim"]) if row["claim"] == row["claim"] and row["claim"] else "–"
+        if row["source"] == row["source"] and row["source"]:
+            claim += f" ({row['source']})"
+        out.append([row["run"], str(row["case_id"]).removeprefix("finding:"), claim,
+                    verdict, row["reason"] or "–"])
     return out
 
 
@@ -225,7 +229,8 @@ def build(bundle: Bundle) -> Section:
         section.items.append(not_measured("block training stability", "no stability run"))
     found = findings(bundle)
     if found:
-        section.items.append(table([*run_column(bundle), "finding", "verdict", "evidence"],
+        section.items.append(table([*run_column(bundle), "finding", "claim (source)", "verdict",
+                                    "evidence"],
                                    [r if bundle.several_runs else r[1:] for r in found],
                                    "Findings from the literature"))
     section.items.append(gate_line(bundle))

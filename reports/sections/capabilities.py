@@ -7,12 +7,13 @@ from typing import Any
 from reports.document import Cell, Section, not_measured, table
 from reports.load import Bundle
 
-COLUMNS = ("variant", "kind", "devices", "dtypes", "causal", "mask", "GQA", "backward",
-           "head dim", "Dv ≠ D", "causal alignment", "fully masked rows", "LSE", "notes")
+ATTENTION = ("variant", "devices", "dtypes", "causal", "mask", "GQA", "backward", "head dim",
+             "Dv ≠ D", "causal alignment", "fully masked rows", "LSE", "notes")
+BLOCK = ("variant", "devices", "dtypes", "backward", "notes")  # the rest is the attention's
 
 
 def yes_no(value: Any) -> Cell:
-    return Cell("yes", "good") if value else Cell("no", "muted")
+    return Cell("yes") if value else Cell("no", "muted")
 
 
 def overrides(caps: dict[str, Any]) -> str:
@@ -30,21 +31,24 @@ def overrides(caps: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def row(name: str, entry: dict[str, Any], runs: tuple[str, ...], several: bool) -> list[Any]:
+def row(name: str, entry: dict[str, Any], runs: tuple[str, ...], several: bool
+        ) -> dict[str, Any]:
+    """Every column's cell for one variant (block tables show only some)."""
     caps = entry.get("capabilities") or {}
     lo, hi = caps.get("head_dim_min", 1), caps.get("head_dim_max")
     masked = str(caps.get("fully_masked_rows", "?"))
     notes = ". ".join(x.rstrip(". ") for x in (
         entry.get("doc", ""), caps.get("notes", ""), overrides(caps),
         "needs " + ", ".join(caps["requires"]) if caps.get("requires") else "") if x)
-    label = name + (f" [{', '.join(runs)}]" if several else "")
-    return [label, entry.get("kind", "?"), ", ".join(caps.get("devices", [])),
-            ", ".join(caps.get("dtypes", [])), yes_no(caps.get("causal")),
-            yes_no(caps.get("attn_mask")), yes_no(caps.get("gqa")), yes_no(caps.get("backward")),
-            f"{lo}–{hi if hi else 'any'}", yes_no(caps.get("distinct_value_dim")),
-            str(caps.get("causal_alignment", "?")).replace("_", "-"),
-            Cell(masked, "warn" if masked in ("nan", "undefined") else ""),
-            yes_no(caps.get("exposes_lse")), notes]
+    return {"variant": name + (f" [{', '.join(runs)}]" if several else ""),
+            "devices": ", ".join(caps.get("devices", [])),
+            "dtypes": ", ".join(caps.get("dtypes", [])), "causal": yes_no(caps.get("causal")),
+            "mask": yes_no(caps.get("attn_mask")), "GQA": yes_no(caps.get("gqa")),
+            "backward": yes_no(caps.get("backward")), "head dim": f"{lo}–{hi if hi else 'any'}",
+            "Dv ≠ D": yes_no(caps.get("distinct_value_dim")),
+            "causal alignment": str(caps.get("causal_alignment", "?")).replace("_", "-"),
+            "fully masked rows": Cell(masked, "warn" if masked in ("nan", "undefined") else ""),
+            "LSE": yes_no(caps.get("exposes_lse")), "notes": notes}
 
 
 def build(bundle: Bundle) -> Section:
@@ -58,10 +62,16 @@ def build(bundle: Bundle) -> Section:
         section.items.append(not_measured("capabilities",
                                           "no results directory recorded its variant catalog"))
         return section
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {"attention": [], "block": []}
     for name, versions in catalog.items():
         several = len(versions) > 1  # runs registered this variant differently: one row each
-        rows += [row(name, entry, runs, several) for runs, entry in versions.items()]
-    rows.sort(key=lambda r: (r[1], r[0]))
-    section.items.append(table(list(COLUMNS), rows))
+        for runs, entry in versions.items():
+            kind = "block" if entry.get("kind") == "block" else "attention"
+            rows[kind].append(row(name, entry, runs, several))
+    for kind, columns in (("attention", ATTENTION), ("block", BLOCK)):
+        if rows[kind]:
+            section.items.append(table(list(columns), [[r[c] for c in columns]
+                                                       for r in rows[kind]],
+                                       "Attention variants" if kind == "attention" else
+                                       "Blocks (each runs on any attention variant)"))
     return section

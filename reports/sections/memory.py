@@ -20,6 +20,7 @@ from reports.sections.common import (
     run_column,
 )
 
+MIB = 2**20
 PANEL_KEYS = ["run", "device", "mode", "dtype", "B", "Hq", "Hkv", "D", "Dv"]
 
 
@@ -31,9 +32,15 @@ def exponent_for(fits: pd.DataFrame, run: str, variant: str, mode: str, dtype: s
     return float(match["value"].iloc[0]) if len(match) else None
 
 
-def memory_figure(bundle: Bundle, cases: pd.DataFrame, fits: pd.DataFrame) -> Figure:
+def scaling_panels(cases: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """Problem families measured at two or more lengths: a single length shows no scaling."""
+    return [(key, g) for key, g in groups(cases, PANEL_KEYS)
+            if g.groupby(["variant", "causal"], dropna=False)["N"].nunique().max() >= 2]
+
+
+def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]],
+                  fits: pd.DataFrame) -> Figure:
     colors = bundle.colors()
-    found = groups(cases, PANEL_KEYS)
     fig, axes = figures.grid(len(found))
     for ax, (key, g) in zip(axes, found, strict=False):
         panel = dict(zip(PANEL_KEYS, key, strict=True))
@@ -45,18 +52,18 @@ def memory_figure(bundle: Bundle, cases: pd.DataFrame, fits: pd.DataFrame) -> Fi
                 f" (k={k:.2f})" if k is not None else "")
             style = ":" if both and as_bool(causal) else "-"
             measured = line[line["mem_peak_bytes"] > 0]
-            ax.plot(measured["N"], measured["mem_peak_bytes"], marker="o", markersize=3.5,
+            ax.plot(measured["N"], measured["mem_peak_bytes"] / MIB, marker="o", markersize=3.5,
                     linestyle=style, color=colors[variant], label=figures.plain(label))
             model = line[line["mem_model_bytes"] > 0]
             if len(model):
-                ax.plot(model["N"], model["mem_model_bytes"], linestyle="--", linewidth=0.9,
-                        color=colors[variant], alpha=0.7)
+                ax.plot(model["N"], model["mem_model_bytes"] / MIB, linestyle="--",
+                        linewidth=0.9, color=colors[variant], alpha=0.7)
         title = f"{panel['mode']} {case_text(panel, ('dtype', 'device'))}, B{fmt(panel['B'])} " \
                 f"Hq{fmt(panel['Hq'])} D{fmt(panel['D'])}"
         figures.label_axes(ax, title + (f"\n[{panel['run']}]" if bundle.several_runs else ""),
-                           "sequence length N (= S)", "peak bytes above inputs", logx=True,
+                           "sequence length N (= S)", "peak MiB above inputs", logx=True,
                            logy=True, base=2)
-        figures.legend(ax)
+        figures.legend(ax, loc="upper left")
     return Figure("07-memory", figures.to_png(fig),
                   "Peak memory vs N, log-log (solid: measured, k = fitted exponent; dashed: "
                   "analytic model)")
@@ -73,8 +80,13 @@ def build(bundle: Bundle) -> Section:
     if cases.empty and fits.empty:
         section.items.append(not_measured("memory", "no throughput suite results with memory"))
         return section
+    found = scaling_panels(cases)
+    if found:
+        section.items.append(memory_figure(bundle, found, fits))
+    elif not cases.empty:
+        section.items.append(Note("No problem was measured at two or more lengths: no scaling "
+                                  "to draw; the peaks are in the table below."))
     if not cases.empty:
-        section.items.append(memory_figure(bundle, cases, fits))
         zero = int((cases["mem_peak_bytes"] <= 0).sum())
         if zero:
             section.items.append(Note(f"{zero} case(s) measured 0 bytes above the inputs "

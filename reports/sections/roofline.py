@@ -80,11 +80,16 @@ def build(bundle: Bundle) -> Section:
     for ax, ((run, device, dtype), g) in zip(axes, found, strict=False):
         for (variant, mode), points in groups(g, ["variant", "mode"]):
             ax.scatter(points["intensity"], points["tflops"], s=18, color=colors[variant],
-                       marker=MODE_MARKERS.get(mode, "o"),
-                       label=figures.plain(f"{variant} {mode}"))
+                       marker=MODE_MARKERS.get(mode, "o"), alpha=0.85)
+        # Legend: colour = variant, marker = mode (proxies, not one entry per combination).
+        for variant in sorted(g["variant"].unique()):
+            ax.scatter([], [], s=18, color=colors[variant], marker="o",
+                       label=figures.plain(variant))
+        for mode in [m for m in MODE_MARKERS if (g["mode"] == m).any()]:
+            ax.scatter([], [], s=18, color="#777777", marker=MODE_MARKERS[mode], label=mode)
         peak = ceiling_for(peaks, run, device, dtype, "peak_tflops")
         bandwidth = ceiling_for(peaks, run, device, dtype, "bandwidth_gbps")
-        x = np.geomspace(g["intensity"].min() / 2, g["intensity"].max() * 2, 50)
+        x = np.geomspace(g["intensity"].min() / 3, g["intensity"].max() * 3, 50)
         if peak == peak:
             ax.axhline(peak, color="#333333", linewidth=1.2)
             ax.annotate(f"matmul peak {fmt(peak)} TFLOP/s", (0.02, peak),
@@ -93,10 +98,11 @@ def build(bundle: Bundle) -> Section:
             roof = bandwidth * 1e9 * x / 1e12
             ax.plot(x, np.minimum(roof, peak) if peak == peak else roof, color="#333333",
                     linestyle="--", linewidth=1, label=f"bandwidth {fmt(bandwidth)} GB/s")
+        ax.set_xlim(x[0], x[-1])  # at least a decade, so a narrow spread stays readable
         title = f"{dtype} on {device}" + (f"\n[{run}]" if bundle.several_runs else "")
         figures.label_axes(ax, title, "arithmetic intensity (FLOP / byte, fused minimum)",
                            "achieved TFLOP/s", logx=True, logy=True)
-        figures.legend(ax, ncols=2, loc="lower right")
+        figures.legend(ax, loc="center left", bbox_to_anchor=(1.0, 0.5))
     section.items.append(Figure("06-roofline", figures.to_png(fig),
                                 "Roofline: achieved TFLOP/s vs arithmetic intensity, with the "
                                 "measured matmul peak (markers: o fwd, s bwd, ^ fwd+bwd)"))

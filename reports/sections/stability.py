@@ -35,7 +35,7 @@ def trained_runs(bundle: Bundle) -> pd.DataFrame:
     ids = set(frame[frame["metric"].isin(("final_val_loss", "diverged"))]["case_id"])
     frame = frame[frame["case_id"].isin(ids) & frame["metric"].isin(TRAINING)]
     runs = ensure(wide(frame, ("run", "case_id", "variant", "config")), *TRAINING, "verdict",
-                  "depth", "lr", "seed", "steps")
+                  "depth", "lr", "seed", "steps", "eval_every")
     from_flag = runs["diverged"].map(lambda d: None if d != d else
                                      ("healthy" if d == 0 else "nan"))
     verdict = runs["verdict"].where(runs["verdict"].notna(), from_flag).fillna("healthy")
@@ -121,7 +121,7 @@ def build(bundle: Bundle) -> Section:
         rows = [[*([r["run"]] if bundle.several_runs else []), r["config"], fmt(r["depth"]),
                  fmt(r["lr_sensitivity"]),
                  fmt_lr(r["lowest_diverging_lr"]) if r["lowest_diverging_lr"] == r[
-                     "lowest_diverging_lr"] else "none diverged"]
+                     "lowest_diverging_lr"] else "none"]
                 for _, r in depth_rows.sort_values(["run", "config", "depth"]).iterrows()]
         section.items.append(table([*run_column(bundle), "block", "depth",
                                     "lr sensitivity (nats)", "lowest diverging lr"], rows,

@@ -93,6 +93,7 @@ def sensitivity(bundle: Bundle, per_depth: pd.DataFrame) -> Figure:
                     label=figures.plain(config))
         figures.label_axes(ax, title(bundle, "learning-rate sensitivity", run), "depth (layers)",
                            "E_lr[min(loss, init) − best] (nats)")
+        ax.set_xticks(sorted(g["depth"].dropna().unique()))
         figures.legend(ax)
     return Figure("09-lr-sensitivity", figures.to_png(fig),
                   "Learning-rate sensitivity vs depth (lower: trains well over more learning "
@@ -134,6 +135,15 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
                   "depth, Pre-LN: shrinks as 1/√L; Admin: output change O(L) vs O(log L))")
 
 
+def step_axis(run: pd.Series, n: int) -> np.ndarray:
+    """Steps of a curve's points: every eval_every steps when recorded, else spread evenly."""
+    every = run.get("eval_every")
+    if every == every and every and n > 1 and (n - 1) * every <= (run.get("steps") or np.inf):
+        return np.arange(n) * every
+    steps = run.get("steps")
+    return np.linspace(0, steps, n) if steps == steps and steps else np.arange(n)
+
+
 def loss_curves(bundle: Bundle, curves: pd.DataFrame, metric: str) -> Figure:
     """Loss per step: one panel per configuration and depth, one line per learning rate."""
     found = groups(curves, ["run", "config", "depth"])
@@ -144,8 +154,7 @@ def loss_curves(bundle: Bundle, curves: pd.DataFrame, metric: str) -> Figure:
         top = 0.0
         for _, c in g.sort_values("lr").iterrows():
             y = np.asarray(c["curve"], dtype=float)
-            x = np.linspace(0, c["steps"], len(y)) if c["steps"] == c["steps"] else \
-                np.arange(len(y))
+            x = step_axis(c, len(y))
             ax.plot(x, y, color=colors.get(c["lr"], "#333333"), linewidth=1.1,
                     linestyle="-" if c["healthy"] else "--", label=f"lr {fmt_lr(c['lr'])}")
             finite = y[np.isfinite(y)]

@@ -69,7 +69,7 @@ def tflops_figure(bundle: Bundle, cases: pd.DataFrame, mode: str,
                                    [b[1] for b in bands], label=variant, color=colors[variant])
         figures.label_axes(ax, panel_title(bundle, key), "sequence length N (= S)",
                            "TFLOP/s (useful)", logx=True, base=2)
-        figures.legend(ax)
+    figures.shared_legend(fig, axes)
     title = f"Throughput, {mode}: TFLOP/s vs N (median, band = interquartile range)"
     return Figure(f"05-throughput-{mode.replace('+', '-')}", figures.to_png(fig), title), \
         len(found)
@@ -96,7 +96,7 @@ def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
         figures.label_axes(ax, panel_title(bundle, key), "sequence length N (= S)",
                            f"speed-up vs {bundle.baseline} (×)", logx=True, base=2)
         figures.log_axis(ax, "y", base=2)
-        figures.legend(ax)
+    figures.shared_legend(fig, axes)
     return Figure(f"05-speedup-{mode.replace('+', '-')}", figures.to_png(fig),
                   f"Speed-up against {bundle.baseline}, {mode} (above 1: faster than "
                   f"{bundle.baseline}; same run only)")
