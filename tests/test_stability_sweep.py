@@ -218,3 +218,11 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture, args: l
                           message: str) -> None:
     assert main(["stability", "--out", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_resume_refuses_another_configuration(finished: Path, corpus: str) -> None:
+    other = Preset("tiny", TINY).validated().with_overrides(["pre_ln"])
+    with pytest.raises(Exception, match="another configuration"):
+        run_stability(other, finished, corpus=corpus, workers=0, resume=True)
+    with pytest.raises(Exception, match="another corpus"):
+        run_stability(Preset("tiny", TINY).validated(), finished, workers=0, resume=True)

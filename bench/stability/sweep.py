@@ -32,7 +32,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from bench.results import ResultsWriter, load_results, variant_catalog
+from bench.results import (
+    ResultsError,
+    ResultsWriter,
+    load_provenance,
+    load_results,
+    variant_catalog,
+)
 from bench.stability.common import Outcome
 from bench.stability.data import CorpusRef
 from bench.stability.diagnostics import InitJob, run_init
@@ -144,6 +150,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
+def check_same_configuration(out_dir: str | Path, preset: Preset, ref: CorpusRef) -> None:
+    """--resume continues the *same* sweep: its derived rows and findings are computed once,
+    so a changed preset or corpus would leave them describing other runs."""
+    if not (Path(out_dir) / "provenance.json").exists():
+        return
+    previous = load_provenance(out_dir)
+    if previous.get("suite") != "stability":
+        raise ResultsError(f"--out {out_dir}: holds {previous.get('suite')!r} results, not "
+                           "stability; choose another directory")
+    if previous.get("preset_data") != preset.data:
+        raise ResultsError(f"--resume: {out_dir} was started with another configuration "
+                           f"(preset {previous.get('preset')!r} and its --variant/--attention); "
+                           "resume with the same options or choose another --out")
+    if previous.get("corpus", {}).get("sha256") != ref.sha256:
+        raise ResultsError(f"--resume: {out_dir} was started on another corpus "
+                           f"({previous.get('corpus', {}).get('source')}); resume with the same "
+                           "--corpus or choose another --out")
+
+
 def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | None = None,
                   executor: Executor | None = None, workers: int | None = None,
                   resume: bool = False, plugins: tuple[str, ...] = (),
@@ -156,6 +181,8 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
     if workers is None:
         workers = os.cpu_count() or 1
     jobs: list[Job] = [*preset.init_jobs(ref), *preset.train_jobs(ref)]
+    if resume:
+        check_same_configuration(out_dir, preset, ref)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     writer = ResultsWriter(out_dir, "stability", resume=resume, argv=argv,
                            seeds={"train": sorted({j.seed for j in jobs})},
