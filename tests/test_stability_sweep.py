@@ -137,6 +137,7 @@ def test_any_executor_runs_the_sweep(tmp_path: Path, corpus: str) -> None:
     assert len(runs) and (runs["status"] == "ok").all()
 
 
+@pytest.mark.slow  # three spawned pools: about 10 s idle, 30 s on a loaded machine
 def test_dead_worker_is_isolated(tmp_path: Path, corpus: str,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A job that kills its worker process breaks the pool; the innocent jobs are rerun and
