@@ -28,7 +28,7 @@ def memory_unavailable_reason(device: str) -> str | None:
     return None
 
 
-def _peak_cpu(fn: Callable[[], Any]) -> int:
+def _peak_cpu(fn: Callable[[], Any]) -> tuple[int, Any]:
     import memray
 
     with tempfile.TemporaryDirectory(prefix="attnbench-memray-") as tmp:
@@ -37,22 +37,22 @@ def _peak_cpu(fn: Callable[[], Any]) -> int:
         with memray.Tracker(destination=destination, native_traces=False,
                             file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS):
             result = fn()
-            del result  # freed inside the tracked region, as the timed call frees it
-        return int(memray.FileReader(path).metadata.peak_memory)
+        return int(memray.FileReader(path).metadata.peak_memory), result
 
 
-def _peak_cuda(fn: Callable[[], Any]) -> int:
+def _peak_cuda(fn: Callable[[], Any]) -> tuple[int, Any]:
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
     result = fn()
     torch.cuda.synchronize()
-    del result
-    return int(torch.cuda.max_memory_allocated() - before)
+    return int(torch.cuda.max_memory_allocated() - before), result
 
 
-def peak_memory_bytes(fn: Callable[[], Any], device: str) -> int:
-    """Peak bytes allocated by one call of ``fn`` above those allocated before it."""
+def peak_memory_bytes(fn: Callable[[], Any], device: str) -> tuple[int, Any]:
+    """Peak bytes allocated by one call of ``fn`` above those allocated before it, and the
+    call's result (returned so a memory-only measurement needs no second call to check it;
+    keeping it past the tracked region does not change the peak)."""
     why = memory_unavailable_reason(device)
     if why:
         raise RuntimeError(why)

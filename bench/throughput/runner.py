@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from bench.results import (
 )
 from bench.throughput.cases import BenchCase
 from bench.throughput.measure import Measurement, measure_case, measure_peak
+from bench.throughput.memory import memory_unavailable_reason
 from bench.throughput.models import FLOP_CONVENTION, fit_exponent
 from bench.throughput.presets import Preset, expand
 from bench.throughput.selection import Selection
@@ -83,6 +85,9 @@ def triage(case: BenchCase, preset: Preset) -> tuple[BenchCase, str | None]:
     capped = preset.limit_reason(case)
     if capped:
         return case, capped
+    no_memory = memory_unavailable_reason(case.device)
+    if case.measure == "memory" and no_memory:
+        return case, no_memory
     if _interpreted(attention):
         never = "interpreted Triton (TRITON_INTERPRET=1, no GPU) is never timed"
         small = case.N <= INTERPRETED_MAX_N and case.B * case.Hq <= INTERPRETED_MAX_BH
@@ -243,9 +248,11 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
                 writer.add_case(case.case_id, [_status_row(case, "skipped", why)])
                 counts["skipped"] += 1
             else:
+                started = time.monotonic()
                 status, result = worker.call(measure_case, (case, preset.timing, config.seed),
                                              limit)
                 if status == "ok":
+                    result.columns["case_wall_s"] = round(time.monotonic() - started, 3)
                     writer.add_case(case.case_id, measurement_rows(case, result, peaks),
                                     result.samples)
                 else:
