@@ -32,7 +32,8 @@ from bench.results import (
 # Columns that describe a row rather than a case parameter, in the order the CSV shows them.
 LEADING = ("run", "results_dir", "suite", "case_id", "variant", "status", "metric", "value",
            "unit", "reason")
-GATE_FIELDS = ("case", "verdict", "ratio", "ci_low", "ci_high", "p_value", "kind")
+GATE_FIELDS = ("case", "variant", "kind", "verdict", "ratio", "ci_low", "ci_high", "p_value",
+               "detail", "fails_gate")
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Bundle:
     baseline: str = "sdpa"
     gate: list[dict[str, Any]] | None = None
     gate_path: str = ""
+    gate_meta: dict[str, Any] = field(default_factory=dict)  # verdict, base, head, notes
     _samples: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
 
     @property
@@ -229,8 +231,9 @@ def combine(runs: list[Run]) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def load_gate(path: str | Path) -> list[dict[str, Any]]:
-    """Findings of ``attnbench gate``: a JSON list, or an object with a "findings" list."""
+def load_gate(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Findings of ``attnbench gate`` and the file's other scalar fields: its gate.json (an
+    object with a "findings" list, schema attnbench-gate/1) or a bare JSON list of findings."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -240,13 +243,16 @@ def load_gate(path: str | Path) -> list[dict[str, Any]]:
         raise ResultsError(f"--gate {path}: not valid JSON ({exc})") from None
     findings = data.get("findings") if isinstance(data, dict) else data
     if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
-        raise ResultsError(f"--gate {path}: expected a list of findings {list(GATE_FIELDS)} "
-                           f"(or {{\"findings\": [...]}}), got {type(findings).__name__}")
+        raise ResultsError(f"--gate {path}: expected a list of findings {list(GATE_FIELDS[:8])}"
+                           f" (or {{\"findings\": [...]}}), got {type(findings).__name__}")
     for number, finding in enumerate(findings, start=1):
         if "case" not in finding or "verdict" not in finding:
             raise ResultsError(f"--gate {path}: finding {number} lacks 'case' or 'verdict': "
                                f"{finding}")
-    return findings
+    meta = {k: v for k, v in data.items() if k in ("verdict", "exit_code", "base", "head",
+                                                       "notes", "mode")} \
+        if isinstance(data, dict) else {}
+    return findings, meta
 
 
 def load_bundle(paths: list[str | Path], *, baseline: str = "sdpa",
@@ -255,10 +261,10 @@ def load_bundle(paths: list[str | Path], *, baseline: str = "sdpa",
     assign_labels(runs)
     samples = {(r.label, case_id, metric): values
                for r in runs for (case_id, metric), values in r.samples.items()}
+    findings, meta = load_gate(gate) if gate else (None, {})
     return Bundle(runs=sorted(runs, key=lambda r: (r.label, r.suite, str(r.path))),
-                  table=combine(runs), baseline=baseline,
-                  gate=load_gate(gate) if gate else None, gate_path=str(gate or ""),
-                  _samples=samples)
+                  table=combine(runs), baseline=baseline, gate=findings,
+                  gate_path=str(gate or ""), gate_meta=meta, _samples=samples)
 
 
 # --- shaping helpers the sections share --------------------------------------------------------

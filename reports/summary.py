@@ -194,10 +194,12 @@ def findings(bundle: Bundle) -> list[list[Any]]:
 def gate_line(bundle: Bundle) -> Note:
     if bundle.gate is None:
         return not_measured("performance gate", "no --gate verdict file given")
-    verdicts = [str(f.get("verdict", "")).lower() for f in bundle.gate]
-    bad = sum(v in ("regression", "fail", "failed") for v in verdicts)
-    return Note(f"Gate: {bad} regression(s) among {len(verdicts)} findings (section 10).",
-                "bad" if bad else "good")
+    from reports.sections.gate import tone
+
+    bad = sum(tone(f) == "bad" for f in bundle.gate)
+    verdict = bundle.gate_meta.get("verdict") or ("fail" if bad else "pass")
+    return Note(f"Gate: {verdict}; {bad} failing finding(s) among {len(bundle.gate)} "
+                "(section 10).", "bad" if bad or verdict == "fail" else "good")
 
 
 def build(bundle: Bundle) -> Section:

@@ -158,3 +158,20 @@ def test_reports_import_no_variant_or_kernel() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_gate_as_bare_list_with_many_quiet_findings(tmp_path: Path) -> None:
+    """A plain list of findings is accepted; beyond 40 findings the unchanged ones are counted,
+    not listed, and a failing one still comes first."""
+    findings = [{"case": f"case-{i:02d}", "verdict": "unchanged", "kind": "time", "ratio": 1.0}
+                for i in range(50)]
+    findings.append({"case": "zz-slow", "verdict": "regressed", "kind": "time", "ratio": 1.4,
+                     "ci_low": 1.3, "ci_high": 1.5, "p_value": 0.001})
+    gate = tmp_path / "gate.json"
+    gate.write_text(json.dumps(findings))
+    write_report([FIXTURES / "verify"], tmp_path / "out", gate_path=gate)
+    page = Page((tmp_path / "out" / "index.html").read_text(encoding="utf-8"))
+    text = page.text["gate"]
+    assert "zz-slow" in text and "case-07" not in text
+    assert "50 more findings unchanged or passed" in text
+    assert "Gate: fail; 1 failing finding(s) among 51" in page.text["summary"]

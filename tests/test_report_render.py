@@ -106,12 +106,12 @@ def test_summary_answers_the_three_questions(page: Page) -> None:
     assert "fwd 2.00" in summary and "fwd 1.00" in summary  # naive quadratic, flash linear
     assert "4 of 9 healthy; unigram_collapse 5×" in summary  # post_ln
     assert "reproduced" in summary and "not measured" in summary  # findings
-    assert "Gate: 1 regression(s) among 3 findings" in summary
+    assert "Gate: fail; 1 failing finding(s) among 3" in summary
 
 
 def test_failures_and_verdicts_are_highlighted(page: Page) -> None:
     bad = {text for cls, text in page.cells if cls == "bad"}
-    assert {"FAIL", "ERROR", "regression", "blowup"} <= bad
+    assert {"FAIL", "ERROR", "regressed", "blowup"} <= bad
     assert any(text.startswith("FAIL: 1 failed") for text in bad)
 
 
@@ -123,6 +123,8 @@ def test_sections_state_conventions_and_ceilings(page: Page) -> None:
     assert "CUDA out of memory" in page.text["throughput"]  # failed cases listed, not hidden
     assert "lowest diverging lr" in page.text["stability"]
     assert "attn:tiled:B1-H8-N2048-D64-float32-bwd-c1" in page.text["gate"]
+    assert "Gate verdict: fail (exit 1); base: commit=bbbbbbbbbb" in page.text["gate"]
+    assert "sdpa_cudnn skipped on both sides" in page.text["gate"]
 
 
 def test_runs_are_labelled_and_differences_flagged(page: Page) -> None:

@@ -1,19 +1,29 @@
-"""Section 10: the verdicts of ``attnbench gate`` (A/B comparison of two commits), if given."""
+"""Section 10: the verdicts of ``attnbench gate`` (this tree against a base), when given.
+
+The gate writes gate.json (schema attnbench-gate/1): an overall verdict, what was compared, and
+one finding per case and kind (time, memory, correctness, structural), worst first. Quiet
+findings (unchanged, passed) are counted rather than listed when there are many of them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from reports.document import Cell, Note, Section, fmt, not_measured, table
-from reports.load import GATE_FIELDS, Bundle, sort_key
+from reports.load import Bundle, sort_key
 
-BAD = ("regression", "fail", "failed", "slower")
-GOOD = ("pass", "ok", "improvement", "faster", "no change")
+BAD = ("regressed", "regression", "failed", "failing", "fail")
+WARN = ("warning", "inconclusive")
+GOOD = ("improved", "unchanged", "passed", "pass", "ok")
+QUIET = ("unchanged", "passed", "pass", "ok")
+LIST_ALL_BELOW = 40  # findings; above this only the loud ones get a row
 
 
-def tone(verdict: str) -> str:
-    verdict = verdict.lower()
-    return "bad" if verdict in BAD else ("good" if verdict in GOOD else "warn")
+def tone(finding: dict[str, Any]) -> str:
+    verdict = str(finding.get("verdict", "")).lower()
+    if finding.get("fails_gate") or verdict in BAD:
+        return "bad"
+    return "warn" if verdict in WARN else ("good" if verdict in GOOD else "")
 
 
 def interval(finding: dict[str, Any]) -> str:
@@ -21,25 +31,56 @@ def interval(finding: dict[str, Any]) -> str:
     return "–" if lo is None or hi is None else f"[{fmt(lo)}, {fmt(hi)}]"
 
 
+def side(value: Any) -> str:
+    """A compared side in words: its scalar fields ("commit=3f2a1c9, description=...")."""
+    if not isinstance(value, dict):
+        return fmt(value)
+    return ", ".join(f"{k}={v}" for k, v in sorted(value.items())
+                     if isinstance(v, str | int | float | bool) and v != "")
+
+
+def headline(bundle: Bundle) -> Note | None:
+    meta = bundle.gate_meta
+    if "verdict" not in meta:
+        return None
+    verdict = str(meta["verdict"])
+    text = f"Gate verdict: {verdict}" + (f" (exit {meta['exit_code']})" if "exit_code" in meta
+                                         else "")
+    if meta.get("base") or meta.get("head"):
+        text += f"; base: {side(meta.get('base'))}; head: {side(meta.get('head'))}"
+    return Note(text + ".", "bad" if verdict == "fail" else "good" if verdict == "pass"
+                else "muted")
+
+
 def build(bundle: Bundle) -> Section:
     section = Section("gate", "10. Gate verdicts", (
-        "Ratio = new / old for the measured quantity (time: above 1 is slower), with its "
-        "confidence interval and p-value; a regression needs the whole interval past the "
-        "threshold, so noise alone should rarely fail the gate."))
+        "Ratio = head / base for the measured quantity (time: above 1 is slower), with its "
+        "confidence interval and p-value; a regression needs the interval past the threshold, "
+        "so noise alone should rarely fail the gate. Gate failures come first."))
     if bundle.gate is None:
         section.items.append(not_measured("gate verdicts", "no --gate file given"))
         return section
+    line = headline(bundle)
+    if line:
+        section.items.append(line)
     if not bundle.gate:
         section.items.append(Note(f"{bundle.gate_path}: no findings.", "muted"))
-        return section
-    order = sorted(bundle.gate, key=lambda f: (tone(str(f.get("verdict"))) != "bad",
-                                               sort_key(f.get("case"))))
-    rows = [[f.get("case"), Cell(str(f.get("verdict")), tone(str(f.get("verdict")))),
-             f.get("kind", "–"), fmt(f.get("ratio")), interval(f), fmt(f.get("p_value"))]
-            for f in order]
-    section.items.append(table(["case", "verdict", "kind", "ratio", "95 % CI", "p-value"], rows,
-                               f"Gate findings from {bundle.gate_path}"))
-    extra = sorted({k for f in bundle.gate for k in f} - set(GATE_FIELDS))
-    if extra:
-        section.items.append(Note("Fields not shown (see the file): " + ", ".join(extra) + "."))
+    rank = {"bad": 0, "warn": 1, "": 2, "good": 3}
+    order = sorted(bundle.gate, key=lambda f: (rank[tone(f)], sort_key(f.get("kind")),
+                                               sort_key(f.get("case")),
+                                               sort_key(f.get("variant"))))
+    quiet = [f for f in order if str(f.get("verdict", "")).lower() in QUIET]
+    shown = order if len(order) <= LIST_ALL_BELOW else [f for f in order if f not in quiet]
+    rows = [[f.get("case"), f.get("variant", "–") or "–", f.get("kind", "–"),
+             Cell(str(f.get("verdict")), tone(f)), fmt(f.get("ratio")), interval(f),
+             fmt(f.get("p_value")), f.get("detail") or "–"] for f in shown]
+    if rows:
+        section.items.append(table(["case", "variant", "kind", "verdict", "ratio", "95 % CI",
+                                    "p-value", "detail"], rows,
+                                   f"Gate findings from {bundle.gate_path}"))
+    if len(shown) < len(order):
+        section.items.append(Note(f"{len(quiet)} more findings unchanged or passed (listed in "
+                                  f"{bundle.gate_path})."))
+    for note in bundle.gate_meta.get("notes") or []:
+        section.items.append(Note(str(note)))
     return section
