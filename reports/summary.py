@@ -24,6 +24,7 @@ from reports.sections.common import (
 )
 
 RunVariant = tuple[str, str]
+MODE_ORDER = {"fwd": 0, "bwd": 1, "fwd+bwd": 2}
 
 
 def verification(bundle: Bundle) -> dict[RunVariant, Cell]:
@@ -114,11 +115,13 @@ def memory_exponents(bundle: Bundle) -> dict[RunVariant, str]:
     out: dict[RunVariant, str] = {}
     for (run, variant), rows in groups(memory_fits(bundle), ["run", "variant"]):
         parts = []
-        for (mode,), g in groups(rows, ["mode"]):
-            values = sorted(f"{v:.2f}" for v in g["value"].dropna())
-            shown = values[0] if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
-            parts.append(f"{mode} {shown}")
-        out[(run, variant)] = "; ".join(parts)
+        for (mode,), g in sorted(groups(rows, ["mode"]), key=lambda mg: MODE_ORDER.get(
+                mg[0][0], 9)):
+            values = sorted(float(v) for v in g["value"].dropna())
+            if values:
+                low, high = f"{values[0]:.2f}", f"{values[-1]:.2f}"
+                parts.append(f"{mode} {low}" + ("" if low == high else f"–{high}"))
+        out[(run, variant)] = "; ".join(parts) or "not measured"
     return out
 
 

@@ -116,9 +116,11 @@ def speedup_table(bundle: Bundle, joined: pd.DataFrame) -> list[list]:
 
 
 def not_run_table(bundle: Bundle) -> list[list]:
-    """Cases that were skipped (unsupported) or raised, grouped by reason."""
+    """Cases that were skipped (unsupported) or raised, grouped by reason. Only whole cases
+    (metric "run"): a case that ran but skipped one metric (no matmul peak for its dtype) is
+    measured, and its skipped metric is in the CSV."""
     frame = bundle.table[(bundle.table["suite"] == "throughput")
-                         & (bundle.table["status"] != "ok")]
+                         & (bundle.table["status"] != "ok") & (bundle.table["metric"] == "run")]
     rows = []
     for (run, variant, status, reason), g in groups(frame, ["run", "variant", "status",
                                                             "reason"]):
