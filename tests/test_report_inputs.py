@@ -175,3 +175,25 @@ def test_gate_as_bare_list_with_many_quiet_findings(tmp_path: Path) -> None:
     assert "zz-slow" in text and "case-07" not in text
     assert "50 more findings unchanged or passed" in text
     assert "Gate: fail; 1 failing finding(s) among 51" in page.text["summary"]
+
+
+def test_partial_stability_run(tmp_path: Path) -> None:
+    """Training rows only (no init diagnostics, sensitivity, curves), a NaN loss and a verdict
+    this report has never heard of: drawn, with notes for what is missing."""
+    (stability,) = copy(tmp_path, "stability")
+    rows = [json.loads(line) for line in (stability / "results.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["case_id"].startswith("train:")]
+    for r in rows:
+        if r["case_id"] == "train:pre_ln:sdpa:L12:lr0.1:w0:s0":
+            r["verdict"] = "spiky"
+            if r["metric"] == "final_val_loss":
+                r["value"] = None
+    (stability / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (stability / "samples.jsonl").write_text("")
+    write_report([stability], tmp_path / "out")
+    page = Page((tmp_path / "out" / "index.html").read_text(encoding="utf-8"))
+    text = page.text["stability"]
+    assert "spiky" in text
+    for missing in ("learning-rate sensitivity", "initialisation diagnostics", "loss curves"):
+        assert f"Not measured: {missing}" in text
+    assert len(page.images["stability"]) == 2  # loss vs lr, divergence map

@@ -48,7 +48,7 @@ def divergence_cells(trained: pd.DataFrame) -> pd.DataFrame:
     for (run, config, depth, lr), g in groups(trained, ["run", "config", "depth", "lr"]):
         verdicts = sorted(set(g["verdict"]))
         failed = int((~g["healthy"]).sum())
-        if len(verdicts) == 1 and verdicts[0] in draw.VERDICTS:
+        if len(verdicts) == 1:  # a verdict this report does not know keeps its own name
             verdict = verdicts[0]
             text = draw.SHORT.get(verdict, verdict) + (f" ×{len(g)}" if len(g) > 1 else "")
         else:
@@ -67,7 +67,8 @@ def map_tables(bundle: Bundle, cells: pd.DataFrame) -> list:
         lrs = sorted(g["lr"].unique())
         rows = []
         for (depth,), by_depth in groups(g, ["depth"]):
-            found = {c["lr"]: Cell(c["text"], tones[c["verdict"]]) for _, c in by_depth.iterrows()}
+            found = {c["lr"]: Cell(c["text"], tones.get(c["verdict"], "warn"))
+                     for _, c in by_depth.iterrows()}
             rows.append([fmt(depth), *(found.get(lr, Cell("–", "muted")) for lr in lrs)])
         caption = f"{config}: verdict by depth × learning rate" + (
             f" [{run}]" if bundle.several_runs else "")

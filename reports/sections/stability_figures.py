@@ -12,7 +12,7 @@ from reports.document import Figure, fmt, fmt_lr
 from reports.load import Bundle
 from reports.sections.common import groups
 
-VERDICTS = ("healthy", "unigram_collapse", "blowup", "nan", "mixed")
+VERDICTS = ("healthy", "unigram_collapse", "blowup", "nan", "mixed")  # others drawn as mixed
 VERDICT_COLORS = ("#009E73", "#E69F00", "#C0392B", "#4A0000", "#999999")
 SHORT = {"healthy": "ok", "unigram_collapse": "unigram", "blowup": "blowup", "nan": "NaN"}
 
@@ -68,7 +68,7 @@ def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
         image = np.full((len(depths), len(lrs)), np.nan)
         for _, c in g.iterrows():
             i, j = depths.index(c["depth"]), lrs.index(c["lr"])
-            image[i, j] = VERDICTS.index(c["verdict"])
+            image[i, j] = VERDICTS.index(c["verdict"] if c["verdict"] in VERDICTS else "mixed")
             ax.text(j, i, c["text"], ha="center", va="center", fontsize=7,
                     color="white" if c["verdict"] in ("blowup", "nan") else "black")
         ax.imshow(image, cmap=cmap, vmin=-0.5, vmax=len(VERDICTS) - 0.5, aspect="auto",
