@@ -120,11 +120,11 @@ def time_callable(fn: Callable[[], Any], *, device: str = "cpu", rounds: int | N
     """
     if rounds is not None and rounds < 1:
         raise ValueError(f"time_callable: rounds must be >= 1 or None, got {rounds}")
-    device_type = torch.device(device).type
+    device_type = str(device).split(":")[0]
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"time_callable: device must be cpu or cuda, got {device!r}")
     if device_type == "cuda":
         return _time_cuda(fn, rounds, warmup, max_time, min_rounds)
-    if device_type != "cpu":
-        raise ValueError(f"time_callable: device must be cpu or cuda, got {device!r}")
     clock, _ = cpu_clock(torch.get_num_threads() if threads is None else threads)
     return _time_cpu(fn, rounds, warmup, max_time, min_rounds, clock)
 
