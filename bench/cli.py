@@ -19,7 +19,8 @@ from typing import Any
 from bench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
-COMMANDS = ("bench.cli_list", "bench.cli_bench", "bench.cli_report", "bench.cli_stability")
+COMMANDS = ("bench.cli_list", "bench.cli_bench", "bench.cli_report", "bench.cli_stability",
+            "bench.cli_gate")
 
 
 class UsageError(Exception):

@@ -7,6 +7,7 @@ round for anything that looks slower), and the structural checks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -224,7 +225,14 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
     outcome = Outcome()
     shapes = tuple(s.at(device=settings.device) for s in preset.shapes)
     flagged: list[tuple[str, str, dict, str, Finding]] = []
-    with Worker(base) as wa, Worker(head) as wb:
+    with contextlib.ExitStack() as stack:
+        wa = stack.enter_context(Worker(base))  # no baseline: an environment error (exit 2)
+        try:
+            wb = stack.enter_context(Worker(head))
+        except WorkerError as exc:  # the change broke importing the variants: a regression
+            outcome.findings.append(Finding("import", "*", "correctness", "regressed",
+                                            detail=str(exc), fails_gate=True))
+            return outcome
         names, timeable = _common_variants(wa, wb, settings, outcome.notes)
         skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
         peaks: dict[tuple[str, str], int] = {}

@@ -31,8 +31,6 @@ import json
 import math
 import os
 import sys
-import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,47 +70,29 @@ def load_side_variants(root: Path, plugins: list[str]) -> Any:
     return importlib.import_module("variants.registry")
 
 
-# ---- the instrument: CPU-time clock, allocator-level memory, the tolerance rule -------------
+# ---- the instrument: the throughput benchmark's clock and memory tracker, our yardstick -----
 
 def time_calls(fn: Callable[[], Any], inner: int, device: str) -> float:
-    """Seconds per call over ``inner`` back-to-back calls. CPU: the thread's CPU time (one
-    thread, so it is the work done; it moved ~5 % under contention where wall time moved 1.5-4.8x,
-    reference.md section 5). CUDA: device time between events."""
-    if device.startswith("cuda"):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1e3 / inner
-    t0 = time.thread_time()
-    for _ in range(inner):
-        fn()
-    return (time.thread_time() - t0) / inner
+    """Seconds per call, averaged over ``inner`` back-to-back calls: one interleaved sample.
+
+    ``bench.throughput.timing.time_callable``: on CPU with one thread the thread's CPU time
+    (it moved ~5 % under contention where wall time moved 1.5-4.8x, reference.md section 5),
+    on CUDA events around each call. Imported here, after the side's tree is in place, because
+    the throughput package imports the registry.
+    """
+    from bench.throughput.timing import time_callable
+
+    samples = time_callable(fn, device=device, rounds=inner, warmup=0)
+    return sum(samples) / len(samples)
 
 
 def peak_bytes(fn: Callable[[], Any], device: str) -> int:
-    """Peak bytes allocated during one call, above what existed before it.
+    """Peak bytes allocated during one call above what existed before it: memray at the
+    allocator level on CPU, the caching allocator's peak on CUDA."""
+    from bench.throughput.memory import peak_memory_bytes
 
-    CPU: memray at the allocator level (tracemalloc does not see torch; memray matched the
-    analytic model exactly, reference.md section 5). CUDA: the caching allocator's peak.
-    """
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated() - before)
-    import memray
-
-    with tempfile.TemporaryDirectory(prefix="attnbench-gate-mem-") as tmp:
-        path = Path(tmp) / "capture.bin"
-        with memray.Tracker(path):
-            fn()
-        return int(memray.FileReader(path).metadata.peak_memory)
+    peak, _ = peak_memory_bytes(fn, device)
+    return peak
 
 
 def textbook(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:

@@ -25,24 +25,21 @@ NAME = "gate_probe"
 
 def probe_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                     scale: float | None, extra_work: float = 0.0) -> torch.Tensor:
-    """Textbook attention (GQA by repeating K/V heads). ``extra_work`` > 0 computes the scores
-    and weighted sum of that fraction of the query rows a second time and throws it away."""
+    """Textbook attention (GQA by repeating K/V heads). ``extra_work`` > 0 appends that
+    fraction of the query rows a second time, inside the same matrix products, and drops their
+    outputs: (1 + extra_work)x the FLOPs through exactly the same operations."""
     N, S, Hq = q.shape[-2], k.shape[-2], q.shape[1]
     k = k.repeat_interleave(Hq // k.shape[1], dim=1)  # (B, Hq, S, D)
     v = v.repeat_interleave(Hq // v.shape[1], dim=1)  # (B, Hq, S, Dv)
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    visible = torch.ones(N, S, dtype=torch.bool, device=q.device).tril()  # (N, S)
-
-    def rows(n: int) -> torch.Tensor:
-        scores = (q[..., :n, :] @ k.transpose(-2, -1)) * scale  # (B, Hq, n, S)
-        if causal:
-            scores = scores.masked_fill(~visible[:n], float("-inf"))
-        return torch.softmax(scores, dim=-1) @ v  # (B, Hq, n, Dv)
-
-    out = rows(N)
-    if extra_work:
-        out = out + 0 * rows(max(1, round(extra_work * N))).sum()
-    return out
+    rows = torch.arange(N, device=q.device)
+    rows = torch.cat([rows, rows[: round(extra_work * N)]])  # the same code path when 0
+    q = q[:, :, rows]  # (B, Hq, N + extra, D)
+    scores = (q @ k.transpose(-2, -1)) * scale  # (B, Hq, N + extra, S)
+    if causal:
+        visible = torch.arange(S, device=q.device)[None, :] <= rows[:, None]  # (N + extra, S)
+        scores = scores.masked_fill(~visible, float("-inf"))
+    return (torch.softmax(scores, dim=-1) @ v)[:, :, :N]  # (B, Hq, N, Dv)
 
 
 def register_probe(*, extra_work: float = 0.0, extra_memory: bool = False,
