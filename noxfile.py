@@ -44,3 +44,13 @@ def report(session: nox.Session) -> None:
     (default: every results directory under results/latest); prints the page's path."""
     install_project(session)
     session.run("python", "-m", "bench", "report", *(session.posargs or ["results/latest"]))
+
+
+@nox.session(python=PYTHON)
+def gate(session: nox.Session) -> None:
+    """Regression gate: the working tree against the previous commit (HEAD~1), small preset;
+    exits 0 with a note when there is no previous commit or it has no variants package. Other
+    `attnbench gate` arguments after `--` (e.g. `-- --base main --allow-dirty`)."""
+    install_project(session)
+    args = session.posargs or ["--base", "HEAD~1", "--allow-missing-base"]
+    session.run("python", "-m", "bench", "gate", *args)
