@@ -1,0 +1,86 @@
+"""What every check returns: one ``CheckResult`` per (check, variant, case)."""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bench.verify.tolerance import Agreement
+from variants.registry import Case, dtype_name
+
+Status = Literal["ok", "skipped", "error"]
+Direction = Literal["fwd", "grad"]
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check on one variant and case.
+
+    ``value`` is the check's measured number and ``bound`` the largest passing value: for the
+    tolerance rule both are error ratios (max|out-ref| / max|pt-ref|); each property documents
+    its own. ``status`` is "ok" when the check ran (then ``passed`` says how it went),
+    "skipped" with the reason in ``message``, or "error" when it raised (a failure).
+    """
+
+    check: str
+    variant: str
+    case: str
+    dtype: str
+    status: Status
+    passed: bool | None
+    value: float | None = None
+    bound: float | None = None
+    direction: Direction = "fwd"
+    message: str = ""
+    agreements: list[Agreement] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the attention inside a block
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error" or self.passed is False
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["agreements"] = [{"quantity": a.quantity, "error": a.error, "ratio": a.ratio,
+                              "ratio_bound": a.ratio_bound, "pt_error": a.budget.pt_error,
+                              "floor": a.budget.floor, "C": a.budget.C, "passed": a.passed}
+                             for a in self.agreements]
+        return out
+
+
+def skipped(check: str, variant: str, case: Case, reasons: list[str] | str,
+            direction: Direction = "fwd") -> CheckResult:
+    message = reasons if isinstance(reasons, str) else "; ".join(reasons)
+    return CheckResult(check, variant, case.label(), dtype_name(case.dtype), "skipped", None,
+                       direction=direction, message=message)
+
+
+def raised(check: str, variant: str, case: Case, exc: BaseException,
+           direction: Direction = "fwd") -> CheckResult:
+    """A check that raised is a failure, recorded with the exception and where it came from."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
+    return CheckResult(check, variant, case.label(), dtype_name(case.dtype), "error", False,
+                       direction=direction, message=f"raised {type(exc).__name__}: {exc}{where}")
+
+
+def from_agreements(check: str, variant: str, case: Case, agreements: list[Agreement],
+                    direction: Direction = "fwd", extra_message: str = "") -> CheckResult:
+    """Pass when every quantity passes; value/bound are those of the quantity nearest failing."""
+    worst = max(agreements, key=lambda a: a.closeness)
+    passed = all(a.passed for a in agreements)
+    shown = [a for a in agreements if not a.passed] or [worst]
+    message = "; ".join([a.describe() for a in shown] + ([extra_message] if extra_message else []))
+    return CheckResult(check, variant, case.label(), dtype_name(case.dtype), "ok", passed,
+                       value=worst.ratio, bound=worst.ratio_bound, direction=direction,
+                       message=message, agreements=agreements)
+
+
+def from_measure(check: str, variant: str, case: Case, value: float, bound: float,
+                 message: str, direction: Direction = "fwd") -> CheckResult:
+    """A check with its own measured number: passes when value <= bound (and is finite)."""
+    passed = math.isfinite(value) and value <= bound
+    return CheckResult(check, variant, case.label(), dtype_name(case.dtype), "ok", passed,
+                       value=value, bound=bound, direction=direction, message=message)
