@@ -10,6 +10,7 @@ memory-exponent fits last (they need every memory point).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -139,7 +140,8 @@ def _prepare_out(config: RunConfig) -> None:
         from bench.results import load_provenance
 
         previous = load_provenance(out)
-        now = {"preset": config.preset.name, "selection": asdict(config.selection)}
+        now = json.loads(json.dumps({"preset": config.preset.name,
+                                     "selection": asdict(config.selection)}))
         before = {"preset": previous.get("preset"), "selection": previous.get("selection")}
         if previous.get("suite") != SUITE or before != now:
             raise ResultsError(f"--resume {out}: that run used {before}, this one asks for "
