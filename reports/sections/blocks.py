@@ -23,33 +23,42 @@ def block_cases(bundle: Bundle) -> pd.DataFrame:
     return cases[cases["tokens_per_s"].notna() | cases["attention_share"].notna()]
 
 
+def bars(ax, g: pd.DataFrame, column: str, scale: float, colors: dict[str, str]) -> None:
+    """Grouped bars: one group per block, one bar per attention variant inside it."""
+    blocks = sorted(g["block"].astype(str).unique())
+    attentions = sorted(g["attention"].astype(str).unique())
+    width = 0.8 / len(attentions)
+    for j, attention in enumerate(attentions):
+        mine = g[g["attention"].astype(str) == attention].set_index("block")[column]
+        x = [i + (j - (len(attentions) - 1) / 2) * width for i in range(len(blocks))]
+        ax.bar(x, [scale * mine.get(b, float("nan")) for b in blocks], width=width,
+               color=colors.get(attention, "#777777"), label=figures.plain(attention))
+    ax.set_xticks(range(len(blocks)), [figures.plain(b) for b in blocks], rotation=20)
+
+
 def block_figure(bundle: Bundle, cases: pd.DataFrame) -> Figure:
+    """Per problem family, at its largest N: tokens/s and attention share, bars per block
+    coloured by the attention inside (blocks are usually measured at one or two lengths)."""
     colors = bundle.colors()
     found = groups(cases, PANEL_KEYS)[: figures.MAX_PANELS // 2]
-    fig, axes = figures.grid(2 * len(found), ncols=2)
+    fig, axes = figures.grid(2 * len(found), ncols=2, size=(6.6, 3.4))
     for i, (key, g) in enumerate(found):
         panel = dict(zip(PANEL_KEYS, key, strict=True))
-        where = f"{panel['mode']} {case_text(panel, ('dtype', 'device'))}, d_model " \
-                f"{fmt(panel['d_model'])}, {fmt(panel['n_heads'])} heads"
+        g = g[g["N"] == g["N"].max()]
+        where = f"{panel['mode']} {case_text(panel, ('dtype', 'device'))}, N {fmt(g['N'].max())}" \
+                f", d_model {fmt(panel['d_model'])}, {fmt(panel['n_heads'])} heads"
         where += f"\n[{panel['run']}]" if bundle.several_runs else ""
         speed, share = axes[2 * i], axes[2 * i + 1]
-        for (block, attention), line in groups(g, ["block", "attention"]):
-            line = line.sort_values("N")
-            label = figures.plain(f"{block} ({attention})")
-            speed.plot(line["N"], line["tokens_per_s"], marker="o", markersize=3.5,
-                       color=colors.get(block, "#333333"), label=label)
-            share.plot(line["N"], 100 * line["attention_share"], marker="o", markersize=3.5,
-                       color=colors.get(block, "#333333"), label=label)
-        figures.label_axes(speed, "tokens/s, " + where, "sequence length N", "tokens / s",
-                           logx=True, base=2)
-        figures.label_axes(share, "time in attention, " + where, "sequence length N",
-                           "attention share of block time (%)", logx=True, base=2)
+        bars(speed, g, "tokens_per_s", 1.0, colors)
+        bars(share, g, "attention_share", 100.0, colors)
+        figures.label_axes(speed, "tokens/s, " + where, "", "tokens / s")
+        figures.label_axes(share, "time in attention, " + where, "",
+                           "attention share of block time (%)")
         share.set_ylim(0, 100)
-        figures.legend(speed)
-        figures.legend(share)
+    figures.shared_legend(fig, axes)
     return Figure("08-blocks", figures.to_png(fig),
                   "Blocks: tokens/s (higher is better) and the share of block time spent in "
-                  "attention vs N")
+                  "attention, per block, bars coloured by the attention variant inside")
 
 
 def build(bundle: Bundle) -> Section:

@@ -12,8 +12,21 @@ from reports.load import Bundle, ensure, sort_key, wide
 SHAPE = ("B", "Hq", "Hkv", "N", "S", "D", "Dv", "dtype", "causal", "mode", "device")
 FLOP_CONVENTION = (
     "FLOP convention: useful FLOPs, a multiply-add counts 2; forward 2·B·Hq·N·S·(D + Dv), "
-    "halved for causal; backward 2.0× forward for every variant (kernels that recompute the "
-    "scores execute about 2.5×, but only useful work is credited, so naive and flash compare).")
+    "causal counts only the visible (query, key) pairs (about half); backward 2.0× forward for "
+    "every variant (kernels that recompute the scores execute about 2.5×, but only useful work "
+    "is credited, so naive and flash compare).")
+
+
+def flop_convention(bundle: Bundle) -> str:
+    """The convention the throughput runs recorded (provenance "flop_convention"), else ours."""
+    recorded = sorted({(r.label, str(r.provenance["flop_convention"])) for r in bundle.runs
+                       if r.suite == "throughput" and r.provenance.get("flop_convention")})
+    if not recorded:
+        return FLOP_CONVENTION
+    if len({text for _, text in recorded}) == 1:
+        return "FLOP convention (recorded by the run): " + recorded[0][1]
+    return "FLOP conventions (recorded by each run): " + "; ".join(
+        f"[{label}] {text}" for label, text in recorded)
 
 
 def attention_cases(bundle: Bundle) -> pd.DataFrame:

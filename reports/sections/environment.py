@@ -16,7 +16,9 @@ FIELDS: tuple[tuple[str, Any], ...] = (
     ("GPU capability / CUDA", lambda p: (f"{p.get('gpu_capability')} / {p.get('cuda_version')}"
                                          if p.get("cuda_available") else "–")),
     ("CPU", lambda p: f"{p.get('cpu_model', '?')} ({p.get('cpu_count', '?')} cores)"),
-    ("torch threads", lambda p: p.get("torch_threads")),
+    ("threads", lambda p: threads(p)),
+    ("timer", lambda p: p.get("timer", "–")),
+    ("preset", lambda p: p.get("preset", "–")),
     ("Triton interpreter", lambda p: p.get("triton_interpret")),
     ("python", lambda p: p.get("python")),
     ("torch", lambda p: (p.get("packages") or {}).get("torch")),
@@ -30,8 +32,16 @@ FIELDS: tuple[tuple[str, Any], ...] = (
     ("command", lambda p: " ".join(str(a) for a in p.get("command_line") or [])),
 )
 # Fields that make two runs' numbers incomparable when they differ.
-COMPARED = ("commit", "device", "CPU", "torch threads", "Triton interpreter", "torch", "triton",
+COMPARED = ("commit", "device", "CPU", "threads", "timer", "Triton interpreter", "torch", "triton",
             "python")
+
+
+def threads(p: dict[str, Any]) -> str:
+    """The threads the suite measured with ("threads"), else the process's torch threads."""
+    used, default = p.get("threads"), p.get("torch_threads")
+    if used is None:
+        return fmt(default)
+    return fmt(used) + (f" (process default {default})" if default not in (None, used) else "")
 
 
 def counts(run: Run) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 from reports import figures
 from reports.document import Figure, Note, Section, fmt, not_measured, table
 from reports.load import Bundle, ensure
-from reports.sections.common import FLOP_CONVENTION, attention_cases, groups, run_column
+from reports.sections.common import attention_cases, flop_convention, groups, run_column
 
 ELEMENT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 LSE_BYTES = 4
@@ -118,5 +118,5 @@ def build(bundle: Bundle) -> Section:
     if peaks["bandwidth_gbps"].isna().all():
         section.items.append(Note("Memory bandwidth ceiling: not measured in these runs, so no "
                                   "sloped roof is drawn."))
-    section.items.append(Note(FLOP_CONVENTION))
+    section.items.append(Note(flop_convention(bundle)))
     return section

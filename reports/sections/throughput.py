@@ -16,10 +16,10 @@ from reports import figures
 from reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
 from reports.load import Bundle
 from reports.sections.common import (
-    FLOP_CONVENTION,
     SHAPE,
     attention_cases,
     case_text,
+    flop_convention,
     groups,
     run_column,
 )
@@ -135,7 +135,7 @@ def build(bundle: Bundle) -> Section:
         "Higher is better. One panel per problem family, one line per variant; the shaded band "
         "is the interquartile range of the timing samples. Speed-up = baseline time / variant "
         "time on the same problem in the same run."))
-    section.items.append(Note(FLOP_CONVENTION))
+    section.items.append(Note(flop_convention(bundle)))
     cases = attention_cases(bundle)
     cases = cases[cases["time_median_s"].notna() & cases["tflops"].notna()] \
         if not cases.empty else cases
