@@ -54,3 +54,13 @@ def gate(session: nox.Session) -> None:
     install_project(session)
     args = session.posargs or ["--base", "HEAD~1", "--allow-missing-base"]
     session.run("python", "-m", "bench", "gate", *args)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The main job: the quick preset of every benchmark into fixed directories under
+    results/latest/ (each run replaces the previous one), then says where they are."""
+    install_project(session)
+    session.run("python", "-m", "bench", "bench", "--preset", "quick",
+                "--out", "results/latest/throughput", "--force")
+    session.log("results: results/latest/ (throughput/)")
