@@ -103,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
         if args.self_check:
             from bench.gate.selfcheck import run_self_check, write_self_check
 
-            result = run_self_check(repo_root(Path.cwd()), preset, settings,
+            if not has_variants_package(Path.cwd()):
+                raise _usage(f"--self-check: run it from the repository root ({Path.cwd()} "
+                             "has no variants package)")
+            result = run_self_check(Path.cwd(), preset, settings,
                                     aa_runs=args.aa_runs, power_runs=args.power_runs,
                                     log=_log)
             path = write_self_check(result, args.out)
