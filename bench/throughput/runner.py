@@ -36,7 +36,7 @@ from bench.throughput.memory import memory_unavailable_reason
 from bench.throughput.models import FLOP_CONVENTION, fit_exponent
 from bench.throughput.presets import Preset, expand
 from bench.throughput.selection import Selection
-from bench.throughput.timing import cpu_clock
+from bench.throughput.timing import TimingSettings, cpu_clock
 from bench.throughput.worker import Worker
 from variants.registry import Variant, get, not_supported_reasons
 
@@ -191,6 +191,40 @@ def memory_fits(out: Path, preset: str) -> list[tuple[str, list[dict[str, Any]]]
     return fits
 
 
+def _run_peak(worker: Worker, writer: ResultsWriter, case_id: str, device: str, dtype: str,
+              threads: int, preset: Preset, limit: float) -> tuple[str, float | None]:
+    """Measure and record one matmul peak; returns (status, TFLOP/s or None)."""
+    status, result = worker.call(measure_peak, (device, dtype, preset.timing), limit)
+    base = {"variant": "matmul_peak", "kind": "peak", "device": device, "dtype": dtype,
+            "threads": threads, "preset": preset.name}
+    if status != "ok":
+        writer.add_case(case_id, [{**base, "status": "error", "metric": "run",
+                                   "reason": result}])
+        return status, None
+    value, unit = result.values["peak_tflops"]
+    writer.add_case(case_id, [{**base, **result.columns, "status": "ok",
+                               "metric": "peak_tflops", "value": value, "unit": unit}],
+                    result.samples)
+    return status, value
+
+
+def _run_case(worker: Worker, writer: ResultsWriter, case: BenchCase, why: str | None,
+              peaks: dict[tuple[str, str], float], timing: TimingSettings, limit: float,
+              seed: int) -> str:
+    """Record one case: skipped, measured in the worker, or an error; returns the status."""
+    if why is not None:
+        writer.add_case(case.case_id, [_status_row(case, "skipped", why)])
+        return "skipped"
+    started = time.monotonic()
+    status, result = worker.call(measure_case, (case, timing, seed), limit)
+    if status != "ok":
+        writer.add_case(case.case_id, [_status_row(case, "error", result)])
+        return status
+    result.columns["case_wall_s"] = round(time.monotonic() - started, 3)
+    writer.add_case(case.case_id, measurement_rows(case, result, peaks), result.samples)
+    return status
+
+
 def run_throughput(config: RunConfig) -> dict[str, Any]:
     """Run (or resume) the benchmark into ``config.out``; returns a summary for the CLI."""
     preset, out = config.preset, config.out
@@ -227,39 +261,16 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
     try:
         for item in todo:
             if isinstance(item, str):
-                dev, dtype = peak_ids[item]
                 progress.set_postfix_str(item, refresh=False)
-                status, result = worker.call(measure_peak, (dev, dtype, preset.timing), limit)
-                base = {"variant": "matmul_peak", "kind": "peak", "device": dev,
-                        "dtype": dtype, "threads": threads, "preset": preset.name}
-                if status == "ok":
-                    (value, unit), = result.values.values()
-                    rows = [{**base, **result.columns, "status": "ok", "metric": "peak_tflops",
-                             "value": value, "unit": unit}]
-                    writer.add_case(item, rows, result.samples)
-                    peaks[(dev, dtype)] = value
-                else:
-                    writer.add_case(item, [{**base, "status": "error", "metric": "run",
-                                            "reason": result}])
-                counts[status] += 1
-                progress.update()
-                continue
-            case, why = item
-            progress.set_postfix_str(case.case_id, refresh=False)
-            if why is not None:
-                writer.add_case(case.case_id, [_status_row(case, "skipped", why)])
-                counts["skipped"] += 1
+                status, peak = _run_peak(worker, writer, item, *peak_ids[item], threads, preset,
+                                         limit)
+                if peak is not None:
+                    peaks[peak_ids[item]] = peak
             else:
-                started = time.monotonic()
-                status, result = worker.call(measure_case, (case, preset.timing, config.seed),
-                                             limit)
-                if status == "ok":
-                    result.columns["case_wall_s"] = round(time.monotonic() - started, 3)
-                    writer.add_case(case.case_id, measurement_rows(case, result, peaks),
-                                    result.samples)
-                else:
-                    writer.add_case(case.case_id, [_status_row(case, "error", result)])
-                counts[status] += 1
+                progress.set_postfix_str(item[0].case_id, refresh=False)
+                status = _run_case(worker, writer, *item, peaks, preset.timing, limit,
+                                   config.seed)
+            counts[status] += 1
             progress.update()
     finally:
         progress.close()

@@ -115,7 +115,10 @@ class Worker:
 
     def call(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, Any]:
         if self._process is None or not self._process.is_alive():
-            self._start()
+            try:
+                self._start()
+            except RuntimeError as exc:  # recorded as this case's error; the next case retries
+                return "error", str(exc)
         try:
             self._conn.send((fn, args))
         except (BrokenPipeError, OSError) as exc:
