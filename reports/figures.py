@@ -43,11 +43,6 @@ def style() -> Iterator[None]:
         yield
 
 
-def palette(names: Sequence[str]) -> dict[str, str]:
-    """One colour per name, the same in every figure of a report."""
-    return {name: COLORS[i % len(COLORS)] for i, name in enumerate(sorted(set(names)))}
-
-
 def plain(text: Any) -> str:
     """Text for a label: a ``$`` in a variant name must not switch on matplotlib's mathtext."""
     return str(text).replace("$", r"\$")

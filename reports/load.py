@@ -91,16 +91,24 @@ class Bundle:
         return frame.dropna(axis=1, how="all")
 
     def colors(self) -> dict[str, str]:
-        """One colour per variant or block name, the same in every figure."""
-        from reports.figures import palette
+        """One colour per variant or block name, the same in every figure. Names with measured
+        rows get the first (most distinct) colours; blocks and attention variants never share
+        a figure, so each set starts at colour one."""
+        from reports.figures import COLORS
 
         catalog = self.catalog()
-        names = (set(self.table["variant"].dropna().astype(str)) | set(catalog)) - {
-            "", "matmul_peak"}
+        rows = self.table[~self.table["case_id"].astype(str).str.startswith("finding:")]
+        ok = rows[rows["status"] == "ok"]
+        measured = set(ok["variant"].dropna().astype(str)) | set(
+            ok["attention"].dropna().astype(str) if "attention" in ok else [])
+        names = (set(rows["variant"].dropna().astype(str)) | set(catalog)) - {"", "matmul_peak"}
         blocks = {n for n in names
                   if any(e.get("kind") == "block" for e in catalog.get(n, {}).values())}
-        # Blocks and attention variants never share a figure: each set starts at colour one.
-        return {**palette(sorted(names - blocks)), **palette(sorted(blocks))}
+        colors: dict[str, str] = {}
+        for group in (names - blocks, blocks):
+            order = sorted(group, key=lambda n: (n not in measured, n))
+            colors.update({n: COLORS[i % len(COLORS)] for i, n in enumerate(order)})
+        return colors
 
     def samples(self, run: str, case_id: str, metric: str) -> list[float] | None:
         return self._samples.get((run, case_id, metric))
