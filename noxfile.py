@@ -64,3 +64,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench", "bench", "--preset", "quick",
                 "--out", "results/latest/throughput", "--force")
     session.log("results: results/latest/ (throughput/)")
+    session.run("python", "-m", "bench", "report", "results/latest",  # prints the page's path
+                "--out", "results/latest/report")
