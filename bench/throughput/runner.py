@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from bench.results import (
     PROVENANCE,
     RESULTS,
@@ -191,6 +189,22 @@ def memory_fits(out: Path, preset: str) -> list[tuple[str, list[dict[str, Any]]]
     return fits
 
 
+class _NoProgress:
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    update = close = set_postfix_str
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    """tqdm's bar with an ETA; tqdm is optional (the GPU machine has no tqdm and no pip)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoProgress()
+    return tqdm(total=total, unit="case", desc=SUITE, dynamic_ncols=True, disable=not show)
+
+
 def _run_peak(worker: Worker, writer: ResultsWriter, case_id: str, device: str, dtype: str,
               threads: int, preset: Preset, limit: float) -> tuple[str, float | None]:
     """Measure and record one matmul peak; returns (status, TFLOP/s or None)."""
@@ -238,7 +252,8 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
     limit = config.time_limit_s or preset.time_limit_s
     _prepare_out(config)
     triaged = [triage(c, preset) for c in cases]
-    timer = ("CUDA events, L2 flushed before each call" if preset.device == "cuda" else
+    device = config.selection.device or preset.device
+    timer = ("CUDA events, L2 flushed before each call" if device == "cuda" else
              cpu_clock(threads)[1])
     writer = ResultsWriter(out, SUITE, resume=config.resume, argv=config.argv,
                            seeds={"inputs": config.seed, "sampled_rows": config.seed},
@@ -255,9 +270,8 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
     peaks = _recorded_peaks(out)  # on --resume, the peaks the first run measured
     worker = Worker(config.plugins, threads)
     counts: Counter[str] = Counter()
-    progress = tqdm(total=len(todo), unit="case", desc=SUITE, dynamic_ncols=True,
-                    disable=not sys.stderr.isatty() if config.progress is None
-                    else not config.progress)
+    progress = _progress_bar(len(todo), sys.stderr.isatty() if config.progress is None
+                             else config.progress)
     try:
         for item in todo:
             if isinstance(item, str):
