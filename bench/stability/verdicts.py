@@ -14,8 +14,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 # A run whose final validation loss is within this many nats of the unigram loss, or anywhere
-# above it, learned nothing beyond character frequencies. Healthy runs of the quick preset end
-# well over 0.5 nats below it (see the README's stability section for measured values).
+# above it, learned nothing beyond character frequencies. Measured on the quick preset: healthy
+# runs ended 0.44 to 1.13 nats below the unigram loss, collapsed ones within 0.02 of it.
 COLLAPSE_MARGIN = 0.1
 SPIKE_WINDOW = 20  # steps of history a spike is judged against
 SPIKE_RATIO = 1.25  # a step whose loss exceeds the recent median by 25% starts a spike
