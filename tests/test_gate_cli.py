@@ -29,15 +29,15 @@ def gate(*args: str) -> int:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Three commits: no variants; the registry with a faithful probe; the probe made wrong
-    (softmax scale 5 % off) and memory-hungry (a 1 MiB scratch buffer)."""
+    """Three commits: no variants; the registry, naive (the verifier's textbook) and a faithful
+    probe; the probe made wrong (softmax scale 5 % off) and memory-hungry (a 1 MiB buffer)."""
     root = tmp_path / "repo"
     (root / "variants").mkdir(parents=True)
     git(root, "init", "-q")
     (root / "README").write_text("x\n")
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "no variants yet")
-    for name in ("__init__.py", "registry.py", "common.py", "plugins.py"):
+    for name in ("__init__.py", "registry.py", "common.py", "plugins.py", "naive.py"):
         shutil.copy(REPO / "variants" / name, root / "variants" / name)
     (root / PROBE_FILE).write_text(PROBE.format(""))
     git(root, "add", ".")

@@ -95,25 +95,12 @@ def peak_bytes(fn: Callable[[], Any], device: str) -> int:
     return peak
 
 
-def textbook(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-    """Attention in the inputs' own dtype: the rule's ``pt`` (and, in float64, its ``ref``).
-    Lives here, in the driver's code, so a change to either tree's ``naive`` cannot move the
-    yardstick it is measured with."""
-    N, S, Hq = q.shape[-2], k.shape[-2], q.shape[1]
-    k = k.repeat_interleave(Hq // k.shape[1], dim=1)  # (B, Hq, S, D)
-    v = v.repeat_interleave(Hq // v.shape[1], dim=1)  # (B, Hq, S, Dv)
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, Hq, N, S)
-    if causal:
-        visible = torch.ones(N, S, dtype=torch.bool, device=q.device).tril()  # (N, S)
-        scores = scores.masked_fill(~visible, float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v  # (B, Hq, N, Dv)
-
-
 # ---- one prepared case ----------------------------------------------------------------------
 
 @dataclass
 class Prepared:
     variant: Any  # the side's registry Variant
+    case: Any  # the side's registry Case (backward set for fwd+bwd)
     q: torch.Tensor
     k: torch.Tensor
     v: torch.Tensor
@@ -143,11 +130,12 @@ def prepare(registry: Any, name: str, case: dict[str, Any], mode: str) -> Prepar
         return f"variant {name!r} is not registered in this tree"
     dtype = registry.parse_dtype(case["dtype"])
     try:
-        reasons = registry.not_supported_reasons(variant, registry.Case(
+        registry_case = registry.Case(
             B=case["B"], Hq=case["Hq"], Hkv=case["Hkv"], N=case["N"], D=case["D"], dtype=dtype,
-            device=case["device"], causal=case["causal"], backward=mode != "fwd"))
+            device=case["device"], causal=case["causal"], backward=mode != "fwd")
     except TypeError as exc:  # an older tree's Case without one of these fields
         return f"this tree's Case cannot describe the case ({exc})"
+    reasons = registry.not_supported_reasons(variant, registry_case)
     if reasons:
         return "; ".join(reasons)
     gen = torch.Generator().manual_seed(1234)
@@ -156,44 +144,36 @@ def prepare(registry: Any, name: str, case: dict[str, Any], mode: str) -> Prepar
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(case["device"])
 
-    prepared = Prepared(variant, randn(B, Hq, N, D), randn(B, Hkv, N, D), randn(B, Hkv, N, D),
-                        randn(B, Hq, N, D), case["causal"], mode, case["device"])
+    prepared = Prepared(variant, registry_case, randn(B, Hq, N, D), randn(B, Hkv, N, D),
+                        randn(B, Hkv, N, D), randn(B, Hq, N, D), case["causal"], mode,
+                        case["device"])
     prepared.call()  # warm-up; raises here rather than in the middle of a measurement
     return prepared
 
 
 def verify(p: Prepared) -> dict[str, Any]:
-    """The FlashAttention tolerance rule on this case's inputs (reference.md section 3):
-    max|out - ref| <= C * max|pt - ref| + floor, C = 2 for the output, 3 for gradients.
-    Reports the worst quantity's error ratio max|out - ref| / max|pt - ref| and its bound."""
-    from bench.verify.tolerance import C_GRAD, C_OUTPUT, compare
+    """The verification suite's agreement check (``bench.verify.agreement.check_agreement``:
+    float64 reference, the FlashAttention tolerance rule, declared masked-row semantics) on
+    the output, and for fwd+bwd also on the gradients. Returns the worst error ratio against
+    its bound. (It builds its yardstick from this side's ``variants.common`` and ``naive``.)"""
+    from dataclasses import replace
 
-    def run(fn: Callable, q, k, v) -> list[torch.Tensor]:
-        if p.mode == "fwd":
-            with torch.no_grad():
-                return [fn(q, k, v)]
-        q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
-        out = fn(q, k, v)
-        dout = p.dout.to(out.dtype)
-        return [out.detach(), *torch.autograd.grad(out, (q, k, v), dout)]
+    from bench.verify.agreement import check_agreement
 
-    def ours(q, k, v):
-        return p.variant(q, k, v, causal=p.causal)
+    cases = [replace(p.case, backward=False)] + ([p.case] if p.mode != "fwd" else [])
+    ran = [r for r in (check_agreement(p.variant, c) for c in cases) if r.status != "skipped"]
+    if not ran:
+        return {"passed": True, "error_ratio": None, "bound": None, "reason": "not checked"}
 
-    def pt(q, k, v):
-        return textbook(q, k, v, p.causal)
+    def closeness(r: Any) -> float:
+        if r.failed:
+            return math.inf
+        return (r.value or 0.0) / r.bound if r.bound and math.isfinite(r.bound) else 0.0
 
-    got = run(ours, p.q, p.k, p.v)
-    ref = run(pt, p.q.double(), p.k.double(), p.v.double())
-    low = run(pt, p.q, p.k, p.v)
-    names = ["out", "dq", "dk", "dv"]
-    agreements = [compare(names[i], got[i], ref[i], low[i], C_OUTPUT if i == 0 else C_GRAD)
-                  for i in range(len(got))]
-    worst = max(agreements, key=lambda a: a.closeness)
-    failed = [a.describe() for a in agreements if not a.passed]
-    ratio = worst.ratio if math.isfinite(worst.ratio) else None
-    return {"passed": not failed, "error_ratio": ratio, "bound": worst.ratio_bound,
-            "reason": "; ".join(failed)}
+    worst = max(ran, key=closeness)
+    finite = [x if x is not None and math.isfinite(x) else None for x in (worst.value, worst.bound)]
+    return {"passed": not any(r.failed for r in ran), "error_ratio": finite[0],
+            "bound": finite[1], "reason": "; ".join(r.message for r in ran if r.failed)}
 
 
 # ---- the request loop ------------------------------------------------------------------------
