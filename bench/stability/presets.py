@@ -77,11 +77,24 @@ def _keys(where: str, data: Any, required: set[str], optional: set[str] = frozen
 
 
 def _numbers(where: str, values: Any, kind: type, minimum: float) -> list:
-    if (not isinstance(values, list) or not values
-            or not all(isinstance(v, kind) and not isinstance(v, bool) and v >= minimum
-                       for v in values)):
-        raise PresetError(f"{where}: expected a non-empty list of {kind.__name__} >= {minimum}, "
+    """A non-empty list of numbers of ``kind`` (int, or float which also takes ints), each at
+    least ``minimum`` (for floats: above it)."""
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float if kind is float else int):
+            return False
+        return v > minimum if kind is float else v >= minimum
+
+    if not isinstance(values, list) or not values or not all(ok(v) for v in values):
+        bound = f"> {minimum}" if kind is float else f">= {minimum}"
+        raise PresetError(f"{where}: expected a non-empty list of {kind.__name__} {bound}, "
                           f"got {values!r}")
+    return values
+
+
+def _names(where: str, values: Any) -> list:
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, str) and v for v in values):
+        raise PresetError(f"{where}: expected a non-empty list of variant names, got {values!r}")
     return values
 
 
@@ -121,9 +134,16 @@ class Preset:
         if steps % every:
             raise PresetError(f"preset {self.name}: train.steps ({steps}) must be a multiple of "
                               f"train.eval_every ({every}) so the last evaluation is at the end")
+        if not isinstance(d["attention"], str):
+            raise PresetError(f"preset {self.name}: attention: expected a variant name, got "
+                              f"{d['attention']!r}")
+        if not isinstance(train["grids"], list) or not train["grids"]:
+            raise PresetError(f"preset {self.name}: train.grids: expected a non-empty list of "
+                              f"grids, got {train['grids']!r}")
         for i, grid in enumerate(train["grids"]):
             where = f"preset {self.name}: train.grids[{i}]"
             _keys(where, grid, GRID_KEYS)
+            _names(f"{where}.blocks", grid["blocks"])
             _numbers(f"{where}.depths", grid["depths"], int, 1)
             _numbers(f"{where}.lrs", grid["lrs"], float, 0.0)
             _numbers(f"{where}.seeds", grid["seeds"], int, 0)
@@ -133,8 +153,13 @@ class Preset:
         init = d["init"]
         _keys(f"preset {self.name}: init", init,
               {"blocks", "depths", "seeds", "perturbation", "draws", "step_lr"})
-        _numbers(f"preset {self.name}: init.depths", init["depths"], int, 1)
-        _numbers(f"preset {self.name}: init.seeds", init["seeds"], int, 0)
+        where = f"preset {self.name}: init"
+        _names(f"{where}.blocks", init["blocks"])
+        _numbers(f"{where}.depths", init["depths"], int, 1)
+        _numbers(f"{where}.seeds", init["seeds"], int, 0)
+        _numbers(f"{where}.perturbation/step_lr", [init["perturbation"], init["step_lr"]],
+                 float, 0.0)
+        _numbers(f"{where}.draws", [init["draws"]], int, 1)
         return self
 
     def with_overrides(self, blocks: list[str] | None = None,
