@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="results directory (default: results/stability)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out, skipping finished runs")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a previous run's results in --out")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="local worker processes (default: CPU count; 0: this process)")
     parser.add_argument("--executor", metavar="MODULE:FUNCTION",
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     check_variants(preset.blocks(), preset.data["attention"])
     executor = load_executor(args.executor) if args.executor else None
     findings = run_stability(preset, args.out, corpus=args.corpus, executor=executor,
-                             workers=args.workers, resume=args.resume,
+                             workers=args.workers, resume=args.resume, force=args.force,
                              plugins=tuple(args.plugin), argv=sys.argv)
     print("\nFindings (criterion fixed in advance; evidence from this run):")
     for f in findings:

@@ -126,6 +126,17 @@ def test_interrupted_sweep_resumes(tmp_path: Path, corpus: str) -> None:
     assert runs["case_id"].nunique() == N_JOBS
 
 
+def test_force_replaces_a_previous_run(tmp_path: Path, corpus: str) -> None:
+    preset = Preset("tiny", TINY).validated().with_overrides(["pre_ln"])
+    (tmp_path / "notes.txt").write_text("kept")
+    for _ in range(2):
+        run_stability(preset, tmp_path, corpus=corpus, workers=0, force=True, log=lambda _: None)
+    assert not load_results(tmp_path).duplicated(["case_id", "metric", "layer"]).any()
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+    with pytest.raises(ValueError, match="exclude each other"):
+        run_stability(preset, tmp_path, corpus=corpus, workers=0, force=True, resume=True)
+
+
 def test_any_executor_runs_the_sweep(tmp_path: Path, corpus: str) -> None:
     """The driver only needs submit() and futures: a thread pool stands in for a cluster."""
     preset = Preset("tiny", TINY).validated().with_overrides(["pre_ln"])

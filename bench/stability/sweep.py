@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import (
+    PROVENANCE,
+    RESULTS,
+    SAMPLES,
     ResultsError,
     ResultsWriter,
     load_provenance,
@@ -171,7 +174,7 @@ def check_same_configuration(out_dir: str | Path, preset: Preset, ref: CorpusRef
 
 def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | None = None,
                   executor: Executor | None = None, workers: int | None = None,
-                  resume: bool = False, plugins: tuple[str, ...] = (),
+                  resume: bool = False, force: bool = False, plugins: tuple[str, ...] = (),
                   argv: list[str] | None = None, log: Log = print) -> list[Finding]:
     """The whole benchmark: init diagnostics and training runs of ``preset``, then the
     derived rows (lr_sensitivity, lowest_diverging_lr) and the findings."""
@@ -181,8 +184,14 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
     if workers is None:
         workers = os.cpu_count() or 1
     jobs: list[Job] = [*preset.init_jobs(ref), *preset.train_jobs(ref)]
+    if force and resume:
+        raise ValueError("--force and --resume exclude each other: --force discards the "
+                         "previous run, --resume continues it")
     if resume:
         check_same_configuration(out_dir, preset, ref)
+    if force:  # only the three files of a results directory, never anything else in it
+        for name in (RESULTS, SAMPLES, PROVENANCE):
+            (Path(out_dir) / name).unlink(missing_ok=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     writer = ResultsWriter(out_dir, "stability", resume=resume, argv=argv,
                            seeds={"train": sorted({j.seed for j in jobs})},
