@@ -63,6 +63,8 @@ def bench(session: nox.Session) -> None:
     install_project(session)
     session.run("python", "-m", "bench", "bench", "--preset", "quick",
                 "--out", "results/latest/throughput", "--force")
+    session.run("python", "-m", "bench", "stability", "--preset", "quick",
+                "--out", "results/latest/stability", "--force")
     session.log("results: results/latest/ (throughput/)")
     session.run("python", "-m", "bench", "report", "results/latest",  # prints the page's path
                 "--out", "results/latest/report")
