@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -148,8 +149,12 @@ def _drain(jobs: list[Job], executor: Executor, owned: bool, plugins: tuple[str,
 
 
 def _describe(exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+    """'Type: message at file:line' of the innermost frame; for an exception from a process
+    pool worker, that frame is in the worker's traceback text (the exception's __cause__)."""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', str(exc.__cause__ or ""))
+    if not frames and exc.__traceback__:
+        frames = [(f.filename, f.lineno) for f in traceback.extract_tb(exc.__traceback__)]
+    at = f" at {Path(frames[-1][0]).name}:{frames[-1][1]}" if frames else ""
     return f"{type(exc).__name__}: {exc}{at}"
 
 
