@@ -17,7 +17,9 @@ Running a full sweep on a cluster needs no change here: pass that engine's execu
 or from the shell ``attnbench stability --preset full --executor mymodule:make_executor``
 where ``make_executor()`` returns the executor. Workers must see the same corpus (the default
 is the Python standard library's; a job refuses a corpus whose SHA-256 differs) and must be
-able to import any ``--plugin`` module, which each job loads before it runs.
+able to import any ``--plugin`` module, which each job loads before it runs. Start them with one
+thread each (``dask worker --nthreads 1 --nworkers N``): a job runs torch on one thread, and
+jobs sharing a process would share one core's worth of threads.
 """
 
 from __future__ import annotations
