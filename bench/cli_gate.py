@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from bench.gate.measure import PRESETS, GateSettings, SideSpec, WorkerError, compare_sides
+from bench.gate.measure import PRESETS, GateSettings, Preset, compare_sides
 from bench.gate.report import GateReport, render_markdown, write_outputs
+from bench.gate.sides import SideSpec, WorkerError
 from bench.gate.verdicts import MEMORY_ABS, MEMORY_REL, TimePolicy
 from bench.gate.worktree import (
     GitError,
@@ -95,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rounds is not None:
         if args.rounds < 2:
             raise _usage(f"--rounds: expected at least 2, got {args.rounds}")
-        preset = preset.__class__(**{**preset.__dict__, "rounds": args.rounds,
-                                     "confirm_rounds": 2 * args.rounds + 1})
+        preset = replace(preset, rounds=args.rounds, confirm_rounds=2 * args.rounds + 1)
     settings = settings_from(args)
     start = time.monotonic()
     try:
@@ -139,7 +140,7 @@ def _stored(args: argparse.Namespace, settings: GateSettings) -> GateReport:
                       settings={"memory_rel": MEMORY_REL, "memory_abs": MEMORY_ABS})
 
 
-def _trees(args: argparse.Namespace, preset, settings: GateSettings) -> GateReport:
+def _trees(args: argparse.Namespace, preset: Preset, settings: GateSettings) -> GateReport:
     root = repo_root(Path.cwd())
     try:
         base_commit = resolve_revision(root, args.base)

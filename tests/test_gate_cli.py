@@ -119,6 +119,21 @@ def test_a_head_whose_variants_do_not_import_is_a_regression(repo, tmp_path):
     assert finding["case"] == "import" and "broken on purpose" in finding["detail"]
 
 
+def test_a_head_variant_that_raises_is_a_correctness_regression(repo, tmp_path):
+    (repo / PROBE_FILE).write_text(
+        "from variants.registry import register_attention\n\n\n"
+        "@register_attention('gate_probe')\n"
+        "def gate_probe(q, k, v, *, causal=False, scale=None, attn_mask=None):\n"
+        "    raise RuntimeError('kernel launch failed')\n")
+    git(repo, "commit", "-q", "-am", "a probe that raises")
+    out = tmp_path / "out"
+    assert gate("--base", "HEAD~2", "--preset", "tiny", "--variants", "gate_probe",
+                "--structural", "off", "--out", str(out)) == 1
+    (finding,) = read_verdict(out)["findings"]
+    assert (finding["kind"], finding["verdict"]) == ("correctness", "regressed")
+    assert "raised RuntimeError: kernel launch failed" in finding["detail"]
+
+
 # ---- stored results ---------------------------------------------------------------------------
 
 def write_results(path: Path, peak: float, passed: int, torch_version: str | None = None

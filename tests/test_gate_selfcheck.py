@@ -12,8 +12,9 @@ import json
 
 import pytest
 
-from bench.gate.measure import DRIVER_ROOT, PRESETS, GateSettings
+from bench.gate.measure import PRESETS, GateSettings
 from bench.gate.selfcheck import run_self_check, upper_bound, write_self_check
+from bench.gate.sides import DRIVER_ROOT
 
 
 def test_upper_bound_of_a_rate():

@@ -1,4 +1,5 @@
-"""Measuring two trees in one job: a worker per side, requests interleaved A B B A.
+"""Measuring two trees in one job: a worker per side (``bench.gate.sides``), requests
+interleaved A B B A.
 
 ``compare_sides(base, head, preset, settings)`` runs every case of a preset on both sides and
 returns the findings: correctness and memory (hard), time (statistical, with a confirmation
@@ -8,19 +9,13 @@ round for anything that looks slower), and the structural checks.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import select
-import subprocess
-import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from bench.gate.sides import SideSpec, Worker, WorkerError
 from bench.gate.stats import compare
 from bench.gate.verdicts import (
     MEMORY_ABS,
@@ -34,101 +29,6 @@ from bench.gate.verdicts import (
     structural_finding,
     time_finding,
 )
-
-DRIVER_ROOT = Path(__file__).resolve().parents[2]  # the tree this code runs from
-
-
-# One thread, and a fixed glibc malloc policy. By default glibc adapts its mmap threshold to a
-# process's allocation history, so whether a large tensor costs fresh zeroed pages on every
-# call differs between two processes running the same code: same-tree (A/A) comparisons
-# measured 0.82x-1.9x without these settings and within 0.86x-1.07x with them.
-FIXED_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-             "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30),
-             "MALLOC_TOP_PAD_": str(64 * 2**20)}
-
-
-class WorkerError(RuntimeError):
-    """A side's worker could not start or died; the message carries the end of its stderr."""
-
-
-@dataclass(frozen=True)
-class SideSpec:
-    """One side of the comparison: a source tree and the plugins to load into it."""
-
-    label: str  # "base" or "head"
-    root: Path
-    plugins: tuple[str, ...] = ()
-    description: str = ""  # e.g. "3f2c1ab fix masking", for the summary header
-
-
-class Worker:
-    """The driver's handle on one ``bench.gate.worker`` subprocess."""
-
-    def __init__(self, side: SideSpec, timeout_s: float = 600.0) -> None:
-        self.side, self.timeout_s = side, timeout_s
-        self.stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed by close())
-        env = {**os.environ, **FIXED_ENV,
-               "PYTHONPATH": os.pathsep.join(
-                   [str(DRIVER_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        cmd = [sys.executable, "-m", "bench.gate.worker", str(side.root)]
-        for plugin in side.plugins:
-            cmd += ["--plugin", plugin]
-        self.proc = subprocess.Popen(cmd, cwd=DRIVER_ROOT, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
-        ready = self._read()
-        if not ready.get("ok"):
-            self.close()
-            raise WorkerError(f"{side.label} worker ({side.root}) failed to start: "
-                              f"{ready.get('error')}")
-
-    def _stderr_tail(self) -> str:
-        if self.stderr.closed:
-            return ""
-        self.stderr.seek(0)
-        lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(lines[-5:])
-
-    def _read(self) -> dict[str, Any]:
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout_s)
-        line = self.proc.stdout.readline() if ready else b""
-        if not line:
-            why = (f"gave no answer within {self.timeout_s:.0f} s" if self.proc.poll() is None
-                   else f"exited with code {self.proc.returncode}")
-            tail = self._stderr_tail()
-            self.close()
-            raise WorkerError(f"{self.side.label} worker ({self.side.root}) {why}: {tail}")
-        return json.loads(line)
-
-    def request(self, op: str, **args: Any) -> dict[str, Any]:
-        try:
-            self.proc.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):  # ValueError: the pipe is already closed
-            raise WorkerError(f"{self.side.label} worker is gone: {self._stderr_tail()}") from None
-        answer = self._read()
-        if not answer.get("ok") and "error" in answer:
-            raise WorkerError(f"{self.side.label} worker, {op} {args.get('key', '')}: "
-                              f"{answer['error']}")
-        return answer
-
-    def close(self) -> None:
-        """End the process (politely, then by force) and drop its stderr; idempotent."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(b'{"op": "exit"}\n')
-                self.proc.stdin.close()
-                self.proc.wait(timeout=10)
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
-
-    def __enter__(self) -> Worker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # ---- what is measured ------------------------------------------------------------------------
 
@@ -242,18 +142,23 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
                 for mode in preset.modes:
                     key = case_key(name, mode, shape)
                     log(f"gate: {key}")
-                    ok_b = wb.request("prepare", key=key, variant=name, case=shape.__dict__,
-                                      mode=mode)
-                    if not ok_b["ok"]:
-                        skipped[(name, ok_b["reason"])].append(f"{mode} {shape.label()}")
+                    args = {"key": key, "variant": name, "case": shape.__dict__, "mode": mode}
+                    head_ans = wb.request("prepare", **args)
+                    if not head_ans["ok"] and "raised" not in head_ans:
+                        skipped[(name, head_ans["reason"])].append(f"{mode} {shape.label()}")
                         continue
-                    ok_a = wa.request("prepare", key=key, variant=name, case=shape.__dict__,
-                                      mode=mode)
-                    _judge_hard(wa if ok_a["ok"] else None, wb, key, name, timeable[name],
-                                settings, outcome, peaks)
-                    if not ok_a["ok"]:
-                        outcome.notes.append(f"{key}: no baseline ({ok_a['reason']})")
-                    elif timeable[name] and "time" in settings.kinds:
+                    base_ans = wa.request("prepare", **args)
+                    if "correctness" in settings.kinds or "raised" in head_ans:
+                        outcome.findings.append(correctness_finding(
+                            key, name, _side_check(wa, base_ans, key),
+                            _side_check(wb, head_ans, key)))
+                    if not base_ans["ok"] and "raised" not in base_ans:
+                        outcome.notes.append(f"{key}: no baseline ({base_ans['reason']})")
+                    if not (base_ans["ok"] and head_ans["ok"] and timeable[name]):
+                        continue
+                    if "memory" in settings.kinds:
+                        outcome.findings.append(_memory(wa, wb, key, name, settings, peaks))
+                    if "time" in settings.kinds:
                         to_time.append((key, name, shape.__dict__, mode))
         for (name, reason), cases in sorted(skipped.items()):
             outcome.notes.append(f"{name}: skipped {len(cases)} case(s): {reason}")
@@ -318,26 +223,26 @@ def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list
     return names, timeable
 
 
-def _check(worker: Worker, key: str) -> CheckResult:
+def _side_check(worker: Worker, prepared: dict[str, Any], key: str) -> CheckResult | None:
+    """One side's correctness: the verification of a prepared case, a failure when the variant
+    raised on its first call, None when the side cannot run the case at all."""
+    if "raised" in prepared:
+        return CheckResult(False, reason=f"raised {prepared['raised']}")
+    if not prepared["ok"]:
+        return None
     try:
         got = worker.request("verify", key=key)
-    except WorkerError as exc:  # the variant raised: a failure, not an environment problem
+    except WorkerError as exc:  # the variant raised inside the check: a failure
         return CheckResult(False, reason=str(exc))
     return CheckResult(got["passed"], got["error_ratio"], got["bound"], got["reason"])
 
 
-def _judge_hard(wa: Worker | None, wb: Worker, key: str, name: str, timeable: bool,
-                settings: GateSettings, outcome: Outcome, peaks: dict) -> None:
-    """Correctness and memory of one case (wa None: the base side cannot run it)."""
-    if "correctness" in settings.kinds:
-        base = _check(wa, key) if wa else None
-        outcome.findings.append(correctness_finding(key, name, base, _check(wb, key)))
-    if "memory" in settings.kinds and timeable and wa:
-        for side, worker in (("base", wa), ("head", wb)):
-            peaks[(side, key)] = worker.request("memory", key=key)["peak_bytes"]
-        outcome.findings.append(memory_finding(
-            key, name, peaks[("base", key)], peaks[("head", key)], rel=settings.memory_rel,
-            abs_bytes=settings.memory_abs))
+def _memory(wa: Worker, wb: Worker, key: str, name: str, settings: GateSettings,
+            peaks: dict[tuple[str, str], int]) -> Finding:
+    for side, worker in (("base", wa), ("head", wb)):
+        peaks[(side, key)] = worker.request("memory", key=key)["peak_bytes"]
+    return memory_finding(key, name, peaks[("base", key)], peaks[("head", key)],
+                          rel=settings.memory_rel, abs_bytes=settings.memory_abs)
 
 
 def _structural(wa: Worker, wb: Worker, names: list[str], timeable: dict[str, bool],

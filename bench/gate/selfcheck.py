@@ -26,7 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.gate.measure import GateSettings, Preset, SideSpec, compare_sides
+from bench.gate.measure import GateSettings, Preset, compare_sides
+from bench.gate.sides import SideSpec
 from bench.gate.verdicts import exit_code
 
 PROBE = "gate_probe"

@@ -14,7 +14,7 @@ measured by the same instrument.
 
 Requests (``op`` plus arguments) and answers:
     hello                          -> root, torch, variants {name: {timeable, why}}
-    prepare key variant case mode  -> ok, or ok=false with the reason (unsupported, raised)
+    prepare key variant case mode  -> ok; or ok=false with reason (unsupported) or raised
     calibrate key target_s         -> inner: calls per sample for about target_s CPU seconds
     time key inner                 -> seconds: CPU seconds per call, mean over inner calls
     memory key                     -> peak_bytes: allocator-level peak above the inputs
@@ -201,7 +201,10 @@ class Side:
         if op == "hello":
             return self.hello()
         if op == "prepare":
-            got = prepare(self.registry, req["variant"], req["case"], req["mode"])
+            try:
+                got = prepare(self.registry, req["variant"], req["case"], req["mode"])
+            except Exception as exc:  # raised on its first call: a correctness failure
+                return {"ok": False, "raised": f"{type(exc).__name__}: {exc}"}
             if isinstance(got, str):
                 return {"ok": False, "reason": got}
             self.cases[req["key"]] = got
