@@ -179,6 +179,7 @@ def load_run(path: Path) -> Run:
         raise ResultsError(f"{path / RESULTS}: rows of suite {suites} but provenance.json says "
                            f"{provenance.get('suite')!r}; directories must not be mixed")
     rows["value"] = [_numeric(v, path / RESULTS, i) for i, v in enumerate(rows["value"], start=1)]
+    restore_infinities(rows)
     try:
         samples = {key: sample_values(values, path) for key, values in load_samples(path).items()}
     except (KeyError, TypeError) as exc:
@@ -198,6 +199,20 @@ def sample_values(values: Any, path: Path) -> list[float]:
         raise ResultsError(f"{path / SAMPLES}: samples must be a list of numbers, got "
                            f"{str(values)[:60]!r}")
     return [_numeric(v, path / SAMPLES, 0) for v in values]
+
+
+def restore_infinities(rows: pd.DataFrame) -> None:
+    """The writer stores ±inf as the strings "inf"/"-inf" (JSON has no infinity); a numeric
+    parameter column (a check's ``bound``) holding them becomes numeric again."""
+    for column in rows.columns:
+        if column in LEADING or rows[column].dtype != object:
+            continue
+        values = rows[column].dropna()
+        strings = {v for v in values if isinstance(v, str)}
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if strings and strings <= {"inf", "-inf"} and len(numbers) + sum(
+                isinstance(v, str) for v in values) == len(values):
+            rows[column] = [float(v) if isinstance(v, str) else v for v in rows[column]]
 
 
 def assign_labels(runs: list[Run]) -> None:

@@ -35,8 +35,8 @@ def verification(bundle: Bundle) -> dict[RunVariant, Cell]:
         outcomes = {"pass": 0, "fail": 0, "error": 0, "skipped": 0}
         for _, check in rows.groupby("case_id", sort=True):
             outcomes[check_outcome(check)] += 1
-        ratios = rows[(rows["metric"] == "error_ratio") & rows["bound"].notna()
-                      & (rows["status"] == "ok")]
+        ratios = rows[(rows["metric"] == "error_ratio") & (rows["bound"] > 0)
+                      & (rows["status"] == "ok")]  # a bound of 0 (exact checks) has no scale
         worst = (ratios["value"] / ratios["bound"]).max() if not ratios.empty else None
         ran = outcomes["pass"] + outcomes["fail"] + outcomes["error"]
         if outcomes["fail"] or outcomes["error"]:

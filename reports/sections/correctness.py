@@ -7,6 +7,7 @@ passes when the ratio stays under its bound (2 for outputs, 3 for gradients by d
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from reports import figures
@@ -72,7 +73,7 @@ def ratio_figure(bundle: Bundle, found: pd.DataFrame) -> Figure | None:
                 ax.scatter([p for p, b in zip(x, bad, strict=True) if b], d["ratio"][bad],
                            marker="x", s=40, color="#C00000",
                            label=f"{dtype} failed" if bad.any() else None)
-        for bound in sorted(g["bound"].dropna().unique()):
+        for bound in sorted(b for b in g["bound"].dropna().unique() if np.isfinite(b)):
             ax.axhline(bound, color="#C00000", linestyle="--", linewidth=1)
             ax.annotate(f"bound {fmt(bound)}", (1, bound), xycoords=("axes fraction", "data"),
                         ha="right", va="bottom", fontsize=7, color="#C00000")
