@@ -47,7 +47,8 @@ def verification(bundle: Bundle) -> dict[RunVariant, Cell]:
         else:
             text, tone = f"not measured ({outcomes['skipped']} skipped)", "muted"
         if worst is not None and worst == worst:
-            text += f"; worst error {worst:.0%} of bound"
+            text += (f"; worst error {worst:.0%} of bound" if worst <= 10
+                     else f"; worst error {worst:.3g}× its bound")
         out[(run, variant)] = Cell(text, tone)
     return out
 
