@@ -7,6 +7,7 @@ findings (unchanged, passed) are counted rather than listed when there are many 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from reports.document import Cell, Note, Section, fmt, not_measured, table
@@ -79,8 +80,10 @@ def build(bundle: Bundle) -> Section:
                                     "p-value", "detail"], rows,
                                    f"Gate findings from {bundle.gate_path}"))
     if len(shown) < len(order):
-        section.items.append(Note(f"{len(quiet)} more findings unchanged or passed (listed in "
-                                  f"{bundle.gate_path})."))
+        tally = Counter(f"{f.get('kind', '?')} {f.get('verdict')}" for f in quiet)
+        section.items.append(Note(f"{len(quiet)} more findings unchanged or passed ("
+                                  + ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+                                  + f"; listed in {bundle.gate_path})."))
     for note in bundle.gate_meta.get("notes") or []:
         section.items.append(Note(str(note)))
     return section
