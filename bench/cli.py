@@ -19,8 +19,8 @@ from typing import Any
 from bench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
-COMMANDS = ("bench.cli_list", "bench.cli_bench", "bench.cli_report", "bench.cli_stability",
-            "bench.cli_gate")
+COMMANDS = ("bench.cli_list", "bench.cli_verify", "bench.cli_bench", "bench.cli_report",
+            "bench.cli_stability", "bench.cli_gate")
 
 
 class UsageError(Exception):

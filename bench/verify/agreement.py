@@ -15,10 +15,10 @@ from typing import Literal
 
 import torch
 
-from bench.verify.reference import Inputs, make_inputs, reference, run_variant
+from bench.verify.reference import Inputs, Reference, make_inputs, reference, run_variant
 from bench.verify.result import CheckResult, Direction, from_agreements, skipped
 from bench.verify.textbook import textbooks
-from bench.verify.tolerance import C_GRAD, C_OUTPUT, compare
+from bench.verify.tolerance import C_GRAD, C_OUTPUT, Budget, budget, compare
 from variants.registry import Case, Variant, dtype_name, not_supported_reasons
 
 
@@ -76,6 +76,8 @@ def evaluate(check: str, variant: Variant, case: Case, inputs: Inputs, judged: J
         agreements = [compare("out", out, ref.out, [pt.out for pt in pts], C_OUTPUT,
                               where=ref.live, magnitude=ref.magnitudes["out"])]
     result = from_agreements(check, variant.name, case, agreements, direction, note)
+    if note:
+        result.extra["masked_rows"] = note
     if verdict is False:
         result.passed = False
     return result
@@ -127,10 +129,39 @@ def check_masked_rows(variant: Variant, case: Case, seed: int = 0) -> CheckResul
                                "ok", True, message=f"raised as declared: {exc}")
         return CheckResult("masked_rows", variant.name, case.label(), dtype_name(case.dtype), "ok",
                            False, message="returned a result although declared to raise")
-    result = evaluate("masked_rows", variant, case, inputs)
+    results = [evaluate("masked_rows", variant, case, inputs)]
     if case.backward:
-        grad = evaluate("masked_rows", variant, case, inputs, "grad")
-        result.agreements += grad.agreements
-        result.passed = bool(result.passed and grad.passed)
-        result.message += "; " + grad.message
-    return result
+        results.append(evaluate("masked_rows", variant, case, inputs, "grad"))
+    return merge(results)
+
+def budgets(inputs: Inputs, alignment: str = "top_left", backward: bool = False
+            ) -> tuple[Reference, dict[str, Budget]]:
+    """The reference and the rule's allowance for each result (out, and dq, dk, dv when
+    ``backward``) on ``inputs``: what properties comparing a variant with itself may deviate."""
+    ref = reference(inputs, alignment=alignment, backward=backward)
+    pts = textbooks(inputs, alignment=alignment, backward=backward)
+    dtype = inputs.q.dtype
+    out = {"out": budget(ref.out, [pt.out for pt in pts], C_OUTPUT, dtype, ref.live,
+                         ref.magnitudes["out"])[0]}
+    for i, name in enumerate(("dq", "dk", "dv") if backward else ()):
+        out[name] = budget(ref.grads[i], [pt.grads[i] for pt in pts], C_GRAD, dtype,
+                           magnitude=ref.magnitudes[name])[0]
+    return ref, out
+
+
+def merge(results: list[CheckResult]) -> CheckResult:
+    """One result from several runs of the same check (e.g. forward and backward)."""
+    ran = [r for r in results if r.status != "skipped"]
+    if not ran:
+        return results[0]
+    errors = [r for r in ran if r.status == "error"]
+    if errors:
+        return errors[0]
+    agreements = [a for r in ran for a in r.agreements]
+    first = ran[0]
+    notes = list(dict.fromkeys(r.extra["masked_rows"] for r in ran if "masked_rows" in r.extra))
+    merged = from_agreements(first.check, first.variant, Case(), agreements, ran[-1].direction,
+                             "; ".join(notes))
+    merged.case, merged.dtype, merged.extra = first.case, first.dtype, dict(first.extra)
+    merged.passed = all(r.passed for r in ran)
+    return merged

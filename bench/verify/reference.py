@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from variants.common import default_scale, expand_kv, visible_mask
-from variants.registry import Case, Variant, get
+from variants.registry import Case, Variant
 
 Grads = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # dq, dk, dv
 
@@ -105,13 +105,20 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 
 def term_magnitudes(inputs: Inputs, alignment: str = "top_left", backward: bool = False
                     ) -> dict[str, torch.Tensor]:
-    """For each result, the sum of the magnitudes of the terms it adds up, in float64.
+    """For each result, the sum of the magnitudes of the terms it adds up, in float64, in units
+    of the test dtype's eps (the floor of the rule is eps * this).
 
     Rounding each term once already costs up to eps * sum|terms|, whatever the order, so this
-    is the noise floor of any implementation, and it does not vanish where the result cancels
-    to (nearly) zero: dq and dk are exactly 0 when S = 1, yet every kernel computes them as
-    dO.v - rowsum(dO * O), a difference of rounded numbers. (The error-bound argument of
-    Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3.)
+    is a noise floor every implementation shares, and unlike the plain floor it does not vanish
+    where a result cancels to ~0: dq and dk are exactly 0 when S = 1, yet every kernel computes
+    them from dO.v - rowsum(dO * O), a difference of rounded numbers. (Higham, "Accuracy and
+    Stability of Numerical Algorithms", ch. 3.)
+
+    Gradients carry one more term. Fused kernels recompute P = exp(S - lse) in the backward
+    from logits computed again, so each logit is rounded twice (forward and backward), each
+    time by up to eps_acc * sum_d |q_d k_d| * scale (eps_acc: float32, the accumulator of
+    every kernel): P's relative error grows with |logit|. Measured: PyTorch's CPU flash
+    backward in float32 has dv relative error 2e-3 at |logit| = 1e4 where the textbook's is 1e-7.
     """
     q, k, v = (t.double() for t in (inputs.q, inputs.k, inputs.v))
     B, Hq, _, D = q.shape
@@ -123,15 +130,19 @@ def term_magnitudes(inputs: Inputs, alignment: str = "top_left", backward: bool 
             "lse": torch.where(p > 0, scores.abs(), 0.0).amax(dim=-1)}  # score rounding
     if backward:
         scale = default_scale(D, inputs.scale)
+        dtype = inputs.q.dtype
+        acc = torch.promote_types(dtype, torch.float32)
+        logit_terms = (q.abs() @ ke.abs().transpose(-2, -1)) * scale  # (B, Hq, N, S)
+        w = 1 + 2 * (torch.finfo(acc).eps / torch.finfo(dtype).eps) * logit_terms
         dout = inputs.dout.double()
         dp = dout @ ve.transpose(-2, -1)  # (B, Hq, N, S)
         delta = (dout * (p @ ve)).sum(dim=-1, keepdim=True)  # (B, Hq, N, 1)
-        t = p * (dp.abs() + delta.abs())  # |dS| before cancellation
+        t = p * (dp.abs() + delta.abs()) * w  # |dS| before cancellation
         S = ke.shape[2]
         mags["dq"] = (t @ ke.abs()) * scale
         mags["dk"] = ((t.transpose(-2, -1) @ q.abs()) * scale).view(B, -1, groups, S, D).sum(2)
-        mags["dv"] = (p.transpose(-2, -1) @ dout.abs()).view(B, -1, groups, S, ve.shape[-1]
-                                                             ).sum(2)  # (B, Hkv, S, Dv)
+        mags["dv"] = ((p * w).transpose(-2, -1) @ dout.abs()).view(
+            B, -1, groups, S, ve.shape[-1]).sum(2)  # (B, Hkv, S, Dv)
     return mags
 
 

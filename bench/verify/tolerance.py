@@ -117,33 +117,44 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor | None = 
     return diff.abs().max().item()
 
 
-def compare(quantity: str, out: torch.Tensor | None, ref: torch.Tensor,
-            pts: list[torch.Tensor], C: float, where: torch.Tensor | None = None,
-            magnitude: torch.Tensor | None = None) -> Agreement:
-    """Apply the rule to one quantity.
-
-    ``pts`` are the textbook results (the larger error counts); ``where`` (broadcastable)
-    selects the entries to compare, e.g. rows that see at least one key (the others are judged
-    by declared semantics elsewhere); ``magnitude`` is sum|terms| per entry for the floor.
-    ``out=None`` (a gradient autograd never produced) counts as all zeros.
-    """
-    if out is None:
-        out = torch.zeros(ref.shape, dtype=pts[0].dtype, device=ref.device)
-    if out.shape != ref.shape:
-        raise ValueError(f"{quantity}: shape {tuple(out.shape)}, expected {tuple(ref.shape)}")
-    dtype = out.dtype
-    ref_d = ref.to(dtype)
+def _selected(where: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor:
     keep = where if where is not None else torch.ones((), dtype=torch.bool, device=ref.device)
-    keep = keep.expand_as(ref)
+    return keep.expand_as(ref)
+
+
+def budget(ref: torch.Tensor, pts: list[torch.Tensor], C: float, dtype: torch.dtype,
+           where: torch.Tensor | None = None, magnitude: torch.Tensor | None = None
+           ) -> tuple[Budget, str]:
+    """The rule's allowance for results in ``dtype``: C * (largest textbook error) + floor.
+
+    ``pts`` are the textbook results; ``where`` (broadcastable) selects the entries that count;
+    ``magnitude`` is sum|terms| per entry, raising the floor where results cancel. Returns the
+    budget and a note when a textbook itself overflowed somewhere (those entries are ignored).
+    """
+    ref_d, keep = ref.to(dtype).double(), _selected(where, ref)
     pt_error, bad = 0.0, 0
     for pt in pts:
-        diff = (pt.double() - ref_d.double())[keep]
+        diff = (pt.double() - ref_d)[keep]
         finite = torch.isfinite(diff)
         bad += int((~finite).sum())
         if finite.any():
             pt_error = max(pt_error, diff[finite].abs().max().item())
-    note = f"textbook not finite at {bad} entries" if bad else ""  # the textbook overflowed
     floor = rounding_floor(ref[keep], dtype)
     if magnitude is not None and keep.any():
         floor = max(floor, torch.finfo(dtype).eps * magnitude.expand_as(ref)[keep].max().item())
-    return Agreement(quantity, max_abs_diff(out, ref_d, keep), Budget(pt_error, floor, C), note)
+    return Budget(pt_error, floor, C), (f"textbook not finite at {bad} entries" if bad else "")
+
+
+def compare(quantity: str, out: torch.Tensor | None, ref: torch.Tensor,
+            pts: list[torch.Tensor], C: float, where: torch.Tensor | None = None,
+            magnitude: torch.Tensor | None = None) -> Agreement:
+    """Apply the rule to one quantity (entries outside ``where`` are not compared: fully masked
+    rows are judged by declared semantics elsewhere). ``out=None`` (a gradient autograd never
+    produced, e.g. a detached input) counts as all zeros."""
+    if out is None:
+        out = torch.zeros(ref.shape, dtype=pts[0].dtype, device=ref.device)
+    if out.shape != ref.shape:
+        raise ValueError(f"{quantity}: shape {tuple(out.shape)}, expected {tuple(ref.shape)}")
+    allowance, note = budget(ref, pts, C, out.dtype, where, magnitude)
+    error = max_abs_diff(out, ref.to(out.dtype), _selected(where, ref))
+    return Agreement(quantity, error, allowance, note)
