@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     how.add_argument("--preset", choices=sorted(PRESETS), default="small")
     how.add_argument("--variants", default="", metavar="A,B",
                      help="only these attention variants (default: all present on both sides)")
+    how.add_argument("--kinds", default="correctness,memory,time", metavar="K,K",
+                     help="what to compare: any of correctness, memory, time (default all)")
     how.add_argument("--threshold", type=float, default=TimePolicy.threshold,
                      help="time regression threshold as a fraction (default 0.10 = 10 %%)")
     how.add_argument("--alpha", type=float, default=TimePolicy.alpha,
@@ -74,8 +76,12 @@ def settings_from(args: argparse.Namespace) -> GateSettings:
         policy = TimePolicy(threshold=args.threshold, alpha=args.alpha)
     except ValueError as exc:
         raise _usage(f"--threshold/--alpha: {exc}") from None
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(kinds) - {"correctness", "memory", "time"}
+    if unknown or not kinds:
+        raise _usage(f"--kinds: expected some of correctness, memory, time; got {args.kinds!r}")
     return GateSettings(policy=policy, structural=args.structural, device=args.device,
-                        variants=tuple(v for v in args.variants.split(",") if v))
+                        kinds=kinds, variants=tuple(v for v in args.variants.split(",") if v))
 
 
 def _usage(message: str) -> Exception:

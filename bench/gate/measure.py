@@ -126,14 +126,17 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
     shapes = tuple(s.at(device=settings.device) for s in preset.shapes)
     flagged: list[tuple[str, str, dict, str, Finding]] = []
     with contextlib.ExitStack() as stack:
-        wa = stack.enter_context(Worker(base))  # no baseline: an environment error (exit 2)
+        wa, wb = (stack.enter_context(Worker(side)) for side in (base, head))
+        wa.wait_ready()  # no baseline: an environment error (exit 2)
         try:
-            wb = stack.enter_context(Worker(head))
+            wb.wait_ready()
         except WorkerError as exc:  # the change broke importing the variants: a regression
             outcome.findings.append(Finding("import", "*", "correctness", "regressed",
                                             detail=str(exc), fails_gate=True))
             return outcome
-        names, timeable = _common_variants(wa, wb, settings, outcome.notes)
+        names, new, timeable = _common_variants(wa, wb, settings, outcome.notes)
+        if "correctness" in settings.kinds:
+            _verification(wa, wb, names, new, shapes[0].dtype, settings.device, outcome, log)
         skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
         peaks: dict[tuple[str, str], int] = {}
         to_time: list[tuple[str, str, dict, str]] = []
@@ -188,6 +191,8 @@ def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
     look at the same data would add a chance of false alarm instead of removing one)."""
     findings = []
     with Worker(base) as wa, Worker(head) as wb:
+        for worker in (wa, wb):
+            worker.wait_ready()
         for key, name, case, mode, screen in flagged:
             log(f"gate: confirming {key} in fresh workers")
             for worker in (wa, wb):
@@ -204,15 +209,16 @@ def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
 
 
 def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list[str]
-                     ) -> tuple[list[str], dict[str, bool]]:
+                     ) -> tuple[list[str], list[str], dict[str, bool]]:
+    """Variants on both sides, variants new on head, and which can be timed."""
     va, vb = wa.request("hello")["variants"], wb.request("hello")["variants"]
     wanted = set(settings.variants) or set(va) | set(vb)
     unknown = set(settings.variants) - set(va) - set(vb)
     if unknown:
         raise ValueError(f"--variants: unknown {sorted(unknown)}; known: {sorted(set(vb))}")
-    for name in sorted(wanted - set(va)):
-        if name in vb:
-            notes.append(f"{name}: new on head, no baseline to compare with")
+    new = sorted((wanted & set(vb)) - set(va))
+    for name in new:
+        notes.append(f"{name}: new on head: verified, nothing to compare its speed with")
     for name in sorted(wanted - set(vb)):
         notes.append(f"{name}: removed on head")
     names = sorted(wanted & set(va) & set(vb))
@@ -220,7 +226,40 @@ def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list
     for n in names:
         if not timeable[n]:
             notes.append(f"{n}: correctness only; {vb[n]['why'] or va[n]['why']}")
-    return names, timeable
+    return names, new, timeable
+
+
+def _suite(worker: Worker, name: str, dtype: str, device: str) -> dict[tuple, CheckResult] | str:
+    """One side's verification-suite outcomes keyed by (check, case, direction), or why the
+    suite could not run there."""
+    try:
+        got = worker.request("verify_suite", variant=name, dtype=dtype, device=device)
+    except WorkerError as exc:
+        return str(exc)
+    if "unavailable" in got:
+        return got["unavailable"]
+    return {(c["check"], c["case"], c["direction"]): CheckResult(
+        c["passed"], c["value"], c["bound"], c["message"]) for c in got["checks"]}
+
+
+def _verification(wa: Worker, wb: Worker, names: list[str], new: list[str], dtype: str,
+                  device: str, outcome: Outcome, log: Callable[[str], None]) -> None:
+    """The verification suite (``bench.verify.runner``) on every variant, both sides: a check
+    that fails on head but not on base fails the gate, and a variant new on head must pass all
+    of it. Where the suite cannot run on a side, it is left out with a note, never counted as
+    failing (an old base may predate it)."""
+    for name in names + new:
+        log(f"gate: verification suite on {name}")
+        head = _suite(wb, name, dtype, device)
+        base = _suite(wa, name, dtype, device) if name in names else {}
+        for side, got in (("head", head), ("base", base)):
+            if isinstance(got, str):
+                outcome.notes.append(f"{name}: verification suite not run on {side}: {got}")
+        if isinstance(head, str) or isinstance(base, str):
+            continue
+        for key, result in sorted(head.items()):
+            outcome.findings.append(correctness_finding(
+                ":".join(("verify", name, *key)), name, base.get(key), result))
 
 
 def _side_check(worker: Worker, prepared: dict[str, Any], key: str) -> CheckResult | None:

@@ -44,7 +44,11 @@ class SideSpec:
 
 
 class Worker:
-    """The driver's handle on one ``bench.gate.worker`` subprocess."""
+    """The driver's handle on one ``bench.gate.worker`` subprocess.
+
+    Creating it starts the process; ``wait_ready()`` waits until the side's variants are
+    imported (so two workers can start at once: importing torch takes seconds).
+    """
 
     def __init__(self, side: SideSpec, timeout_s: float = 600.0) -> None:
         self.side, self.timeout_s = side, timeout_s
@@ -57,11 +61,14 @@ class Worker:
             cmd += ["--plugin", plugin]
         self.proc = subprocess.Popen(cmd, cwd=DRIVER_ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr)
+
+    def wait_ready(self) -> Worker:
         ready = self._read()
         if not ready.get("ok"):
             self.close()
-            raise WorkerError(f"{side.label} worker ({side.root}) failed to start: "
+            raise WorkerError(f"{self.side.label} worker ({self.side.root}) failed to start: "
                               f"{ready.get('error')}")
+        return self
 
     def _stderr_tail(self) -> str:
         if self.stderr.closed:

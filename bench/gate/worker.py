@@ -19,6 +19,7 @@ Requests (``op`` plus arguments) and answers:
     time key inner                 -> seconds: CPU seconds per call, mean over inner calls
     memory key                     -> peak_bytes: allocator-level peak above the inputs
     verify key                     -> passed, error_ratio, bound, reason
+    verify_suite variant dtype device -> checks: the verification suite's outcomes
     exit
 Every answer has ``ok``; a failed request answers ok=false with ``error`` instead of dying.
 """
@@ -171,9 +172,26 @@ def verify(p: Prepared) -> dict[str, Any]:
         return (r.value or 0.0) / r.bound if r.bound and math.isfinite(r.bound) else 0.0
 
     worst = max(ran, key=closeness)
-    finite = [x if x is not None and math.isfinite(x) else None for x in (worst.value, worst.bound)]
-    return {"passed": not any(r.failed for r in ran), "error_ratio": finite[0],
-            "bound": finite[1], "reason": "; ".join(r.message for r in ran if r.failed)}
+    return {"passed": not any(r.failed for r in ran), "error_ratio": _finite(worst.value),
+            "bound": _finite(worst.bound), "reason": "; ".join(r.message for r in ran if r.failed)}
+
+
+def verify_suite(registry: Any, name: str, dtype: str, device: str) -> dict[str, Any]:
+    """Every check of the verification suite (``bench.verify.runner.verify_attention``) on one
+    variant; skipped checks are left out. ``unavailable`` when the suite cannot be imported."""
+    try:
+        from bench.verify.runner import verify_attention
+    except ImportError as exc:
+        return {"unavailable": f"the verification suite cannot be imported ({exc})"}
+    results = verify_attention(registry.get(name), registry.parse_dtype(dtype), device)
+    return {"checks": [{"check": r.check, "case": r.case, "direction": r.direction,
+                        "passed": not r.failed, "value": _finite(r.value),
+                        "bound": _finite(r.bound), "message": r.message}
+                       for r in results if r.status != "skipped"]}
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
 
 
 # ---- the request loop ------------------------------------------------------------------------
@@ -200,6 +218,8 @@ class Side:
         op = req.get("op")
         if op == "hello":
             return self.hello()
+        if op == "verify_suite":
+            return verify_suite(self.registry, req["variant"], req["dtype"], req["device"])
         if op == "prepare":
             try:
                 got = prepare(self.registry, req["variant"], req["case"], req["mode"])
