@@ -11,7 +11,9 @@ working tree, missing or corrupted results, a worker that cannot start).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -146,7 +148,15 @@ def _stored(args: argparse.Namespace, settings: GateSettings) -> GateReport:
                       settings={"memory_rel": MEMORY_REL, "memory_abs": MEMORY_ABS})
 
 
+def _exit_on_sigterm() -> None:
+    """A CI timeout sends SIGTERM, which by default ends Python without running ``finally``
+    blocks: turn it into SystemExit so the worktree and the workers are cleaned up."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def _trees(args: argparse.Namespace, preset: Preset, settings: GateSettings) -> GateReport:
+    _exit_on_sigterm()
     root = repo_root(Path.cwd())
     try:
         base_commit = resolve_revision(root, args.base)

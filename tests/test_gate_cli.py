@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,9 +108,7 @@ def test_a_head_that_breaks_the_probe_fails_the_gate(repo, tmp_path):
     assert "faithful probe" in data["base"]["description"]
     assert data["findings"][0]["kind"] == "correctness"  # worst first
     assert "FAIL" in (out / "gate.md").read_text()
-    listing = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True,
-                             text=True).stdout
-    assert listing.count("\n") == 1
+    assert worktrees(repo) == 1
 
 
 def test_a_head_whose_variants_do_not_import_is_a_regression(repo, tmp_path):
@@ -134,6 +135,28 @@ def test_a_head_variant_that_raises_is_a_correctness_regression(repo, tmp_path):
     assert any(f["case"] == "gate_probe:fwd:B1-H2-N64-D32-float32-cpu" and
                "raised RuntimeError: kernel launch failed" in f["detail"] for f in findings)
     assert any(f["case"].startswith("verify:gate_probe:") for f in findings)  # the suite too
+
+
+def test_sigterm_mid_run_still_removes_the_worktree(repo):
+    """What a CI timeout does: the gate is killed politely while measuring."""
+    args = ["gate", "--base", "HEAD~1", "--preset", "tiny", "--allow-dirty", "--out",
+            str(repo / "out")]
+    script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.cli import main; "
+              f"sys.exit(main({args!r}))")  # this repository's code, run in the test repo
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while worktrees(repo) == 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert worktrees(repo) == 2, "the gate never created its worktree"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert worktrees(repo) == 1
+
+
+def worktrees(repo: Path) -> int:
+    return subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True,
+                          text=True).stdout.count("\n")
 
 
 # ---- stored results ---------------------------------------------------------------------------
