@@ -158,16 +158,16 @@ def shift_invariance(variant: Variant, case: Case, seed: int = 0) -> CheckResult
     Construction: add one vector c to every key of a (batch, kv head). Then
     q_i . (k_j + c) = q_i . k_j + q_i . c, a shift that depends on the row i but not on the key
     j, which is exactly the invariance of softmax. k and c are put on a grid so that k + c is
-    exact in the test dtype (|k| <= 4, |c| <= 48 < 64); the shifts reach about +-100 logits,
-    beyond exp's float32 range, so an implementation that forgets the max subtraction fails.
+    exact in the test dtype (|k| <= 4, |c| <= 112, |k + c| < 128); the shifts reach about +-150
+    logits, beyond exp's float32 range (88.7), so forgetting the max subtraction fails.
     """
     if skip := _unsupported("shift_invariance", variant, case):
         return skip
     a = make_inputs(case, seed)
-    k = _exact_grid(a.k.clamp(-4, 4), 32.0)
+    k = _exact_grid(a.k.clamp(-4, 4), 64.0)
     gen = generator(seed + 2)
     c = (torch.rand((case.B, case.hkv, 1, case.D), generator=gen, dtype=torch.float64) * 2 - 1)
-    c = _exact_grid((48 * c).to(case.dtype), 32.0).to(k.device)  # (B, Hkv, 1, D)
+    c = _exact_grid((112 * c).to(case.dtype), 64.0).to(k.device)  # (B, Hkv, 1, D)
     shifted = k + c
     if not torch.equal((shifted.double() - c.double()), k.double()):
         raise AssertionError("shift_invariance: k + c is not exact in the test dtype")
@@ -224,9 +224,10 @@ def grad_linearity(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
     runs = {name: (run_variant(variant, x, backward=True)[1], budgets(x, align, True)[1])
             for name, x in (("one", one), ("two", two), ("both", both), ("double", double))}
     results = []
+    shapes = (one.q.shape, one.k.shape, one.v.shape)
     for i, name in enumerate(("dq", "dk", "dv")):
-        g = {key: (grads[i].double() if grads[i] is not None else 0.0, b[name])
-             for key, (grads, b) in runs.items()}
+        g = {key: (torch.zeros(shapes[i], dtype=torch.float64) if grads[i] is None
+                   else grads[i].double(), b[name]) for key, (grads, b) in runs.items()}
         additive = Agreement(f"{name} additivity", max_abs_diff(
             g["both"][0], g["one"][0] + g["two"][0]), g["both"][1] + g["one"][1] + g["two"][1])
         homogeneous = Agreement(f"{name} x2", max_abs_diff(g["double"][0], 2 * g["one"][0]),

@@ -92,7 +92,7 @@ ATTENTION_CHECKS: list[Check] = [
           "a constant added to a row's logits changes nothing"),
     Check("causal_prefix", "property", _on(properties.causal_prefix, **{**SMALL, "S": None}),
           "outputs up to i ignore keys after i"),
-    Check("gqa_repeat", "property", _on(properties.gqa_repeat, **SMALL, Hkv=1),
+    Check("gqa_repeat", "property", _on(properties.gqa_repeat, **{**SMALL, "Hq": 4}, Hkv=2),
           "GQA equals repeating K/V heads"),
     Check("grad_linearity", "property", _on(properties.grad_linearity, **SMALL, causal=True),
           "gradients linear in dO"),
