@@ -45,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     what.add_argument("--self-check", action="store_true",
                       help="A/A false-alarm rate and power against injected faults")
     how = p.add_argument_group("how")
-    how.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    how.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                     help="small (default): B1 Hq4 N256 D64 fp32, causal or not, fwd and "
+                          "fwd+bwd; tiny: one N=64 fwd shape (tests)")
     how.add_argument("--variants", default="", metavar="A,B",
                      help="only these attention variants (default: all present on both sides)")
     how.add_argument("--kinds", default="correctness,memory,time", metavar="K,K",

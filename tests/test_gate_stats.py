@@ -17,7 +17,7 @@ from bench.gate.stats import (
     mann_whitney_u,
     median_ratio,
 )
-from bench.gate.verdicts import TimePolicy, needs_confirmation, time_verdict
+from bench.gate.verdicts import TimePolicy, confirmed_verdict, needs_confirmation, time_verdict
 
 POLICY = TimePolicy()
 
@@ -135,6 +135,15 @@ def test_regression_hidden_in_noise_is_inconclusive_not_unchanged():
 def test_too_few_samples_are_inconclusive_whatever_the_numbers():
     base, head = [1.0, 1.01, 0.99, 1.0], [2.0, 2.01, 1.99, 2.0]  # 2x, but 4 samples per side
     assert verdict(base, head) == "inconclusive"
+
+
+def test_a_regression_must_show_in_both_pairs_of_processes():
+    """The confirmation decides, but one pair of processes alone cannot fail the gate."""
+    slow = compare(lognormal(1.0, 0.02, 31, 1), lognormal(1.3, 0.02, 31, 2))
+    flat = compare(lognormal(1.0, 0.02, 15, 3), lognormal(1.05, 0.02, 15, 4))
+    assert confirmed_verdict(screen=slow, confirm=slow, policy=POLICY) == "regressed"
+    assert confirmed_verdict(screen=flat, confirm=slow, policy=POLICY) == "inconclusive"
+    assert confirmed_verdict(screen=slow, confirm=flat, policy=POLICY) == "unchanged"
 
 
 def test_policy_rejects_nonsense():

@@ -16,18 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.gate.sides import SideSpec, Worker, WorkerError
-from bench.gate.stats import compare
+from bench.gate.stats import Comparison, compare
 from bench.gate.verdicts import (
     MEMORY_ABS,
     MEMORY_REL,
     CheckResult,
     Finding,
     TimePolicy,
+    confirmed_verdict,
     correctness_finding,
     memory_finding,
     needs_confirmation,
     structural_finding,
     time_finding,
+    time_verdict,
 )
 
 # ---- what is measured ------------------------------------------------------------------------
@@ -124,7 +126,7 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
     """
     outcome = Outcome()
     shapes = tuple(s.at(device=settings.device) for s in preset.shapes)
-    flagged: list[tuple[str, str, dict, str, Finding]] = []
+    flagged: list[tuple[str, str, dict, str, Comparison]] = []
     with contextlib.ExitStack() as stack:
         wa, wb = (stack.enter_context(Worker(side)) for side in (base, head))
         wa.wait_ready()  # no baseline: an environment error (exit 2)
@@ -173,7 +175,7 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
             screen = compare(a, b, confidence=settings.policy.confidence)
             finding = time_finding(key, name, screen, settings.policy)
             if needs_confirmation(finding.verdict, screen):
-                flagged.append((key, name, case, mode, finding))
+                flagged.append((key, name, case, mode, screen))
             else:
                 outcome.findings.append(finding)
         if settings.structural != "off":
@@ -187,8 +189,9 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
 def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
              settings: GateSettings, outcome: Outcome, log: Callable[[str], None]
              ) -> list[Finding]:
-    """Re-measure the flagged cases in fresh workers; those samples alone decide (a second
-    look at the same data would add a chance of false alarm instead of removing one)."""
+    """Re-measure the flagged cases in fresh workers, with fresh samples (pooling them with
+    the screen's would make the decision depend on when we chose to look); the verdict then
+    needs both pairs of processes to agree (``confirmed_verdict``)."""
     findings = []
     with Worker(base) as wa, Worker(head) as wb:
         for worker in (wa, wb):
@@ -201,10 +204,11 @@ def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
             a, b = interleaved(wa, wb, key, inner, preset.confirm_rounds)
             outcome.samples[key].update(confirm_base=a, confirm_head=b)
             confirmed = compare(a, b, confidence=settings.policy.confidence, seed=1)
+            verdict = confirmed_verdict(screen, confirmed, settings.policy)
             findings.append(time_finding(
-                key, name, confirmed, settings.policy,
+                key, name, confirmed, settings.policy, verdict=verdict,
                 detail=f"re-measured in fresh processes (first look: {screen.ratio:.3f}x, "
-                       f"{screen.verdict})"))
+                       f"{time_verdict(screen, settings.policy)})"))
     return findings
 
 

@@ -65,7 +65,7 @@ def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_run
                          f"{power_runs}")
     start = time.monotonic()
     verdicts: Counter = Counter()
-    hard_false, aa_ratios = [], []
+    hard_false, time_false, aa_ratios = [], [], []
     for run in range(aa_runs):
         log(f"self-check: A/A run {run + 1}/{aa_runs}")
         side = SideSpec("base", root, (), "this tree")
@@ -74,6 +74,8 @@ def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_run
             if f.kind == "time":
                 verdicts[f.verdict] += 1
                 aa_ratios.append(f.ratio)
+                if f.verdict in ("regressed", "improved"):
+                    time_false.append(f"{f.case}: {f.verdict}: {f.detail}")
             elif f.kind in ("memory", "correctness") and f.verdict != "unchanged":
                 hard_false.append(f"{f.kind} {f.verdict}: {f.case}: {f.detail}")
     comparisons = sum(verdicts.values())
@@ -111,7 +113,7 @@ def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_run
         "aa": {"runs": aa_runs, "comparisons": comparisons, "verdicts": dict(verdicts),
                "false_alarms": false_alarms, "rate": rate,
                "rate_upper_95": upper_bound(false_alarms, comparisons),
-               "hard_false_alarms": hard_false,
+               "time_false_alarms": time_false, "hard_false_alarms": hard_false,
                "ratio_min": min(aa_ratios, default=None),
                "ratio_max": max(aa_ratios, default=None)},
         "slowdown": {"trials": trials, "caught": caught, "rate": power,

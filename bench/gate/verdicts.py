@@ -91,9 +91,22 @@ def needs_confirmation(verdict: str, c: Comparison) -> bool:
     return verdict == "regressed" or (verdict == "inconclusive" and c.ratio > 1)
 
 
+def confirmed_verdict(screen: Comparison, confirm: Comparison, policy: TimePolicy) -> str:
+    """The verdict of a re-measured case. The confirmation (fresh processes, more samples)
+    decides, but "regressed" also needs the screen's median above the threshold: a slowdown
+    must show in both independent pairs of processes. One pair alone can be off by ~10 % for
+    its whole life (A/A measured 1 false alarm in 100 comparisons when the confirmation
+    decided alone)."""
+    verdict = time_verdict(confirm, policy)
+    if verdict == "regressed" and screen.ratio <= 1 + policy.threshold:
+        return "inconclusive"
+    return verdict
+
+
 def time_finding(case: str, variant: str, c: Comparison, policy: TimePolicy,
-                 detail: str = "") -> Finding:
-    verdict = time_verdict(c, policy)
+                 detail: str = "", verdict: str | None = None) -> Finding:
+    """A time finding from one comparison (``verdict`` overrides the one-comparison verdict)."""
+    verdict = verdict or time_verdict(c, policy)
     p = c.p_faster if verdict == "improved" else c.p_slower
     words = (f"median {c.ratio:.3f}x (95% CI {c.ci_low:.3f}-{c.ci_high:.3f}), "
              f"rank test p={p:.2g}, n={c.n_base}+{c.n_head}")
