@@ -35,7 +35,7 @@ from bench.throughput.models import FLOP_CONVENTION, fit_exponent
 from bench.throughput.presets import Preset, expand
 from bench.throughput.selection import Selection
 from bench.throughput.timing import TimingSettings, cpu_clock
-from bench.throughput.worker import Worker
+from bench.throughput.worker import MALLOC_ENV, Worker
 from variants.registry import Variant, get, not_supported_reasons
 
 SUITE = "throughput"
@@ -261,6 +261,7 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
                                   "preset_file": str(preset.path), "preset_data": preset.raw,
                                   "selection": asdict(config.selection), "threads": threads,
                                   "timer": timer, "time_limit_s": limit,
+                                  "worker_malloc_env": MALLOC_ENV,
                                   "timing": asdict(preset.timing), "plugins": config.plugins,
                                   "flop_convention": FLOP_CONVENTION})
     measured = [c for c, why in triaged if why is None]
