@@ -136,12 +136,14 @@ def _fmt(x: float) -> str:
 def _skip_summary(results: list[CheckResult]) -> list[str]:
     """Variants that ran nothing, once each; then each other reason once, with whom it hit."""
     lines, by_reason = [], defaultdict(lambda: defaultdict(list))
-    ran = {_who(r) for r in results if r.status != "skipped"}
-    idle = {}
+    ran = {r.variant for r in results if r.status != "skipped"}
+    idle: dict[str, list[str]] = defaultdict(list)
     for r in results:
-        if r.status == "skipped" and _who(r) not in ran and r.variant not in idle:
-            idle[r.variant] = r.message.removeprefix("attention: ")
-    lines += [f"  {name}: nothing applies here: {why}" for name, why in idle.items()]
+        if r.status == "skipped" and r.variant not in ran:
+            for reason in r.message.split("; "):
+                if reason.removeprefix("attention: ") not in idle[r.variant]:
+                    idle[r.variant].append(reason.removeprefix("attention: "))
+    lines += [f"  {name}: nothing ran: {'; '.join(why)}" for name, why in idle.items()]
     for r in results:
         if r.status != "skipped" or r.variant in idle or r.extra.get("attention") in idle:
             continue

@@ -47,40 +47,66 @@ def masked_rows_verdict(out: torch.Tensor, live: torch.Tensor, declared: str
 Judged = Literal["out", "lse", "grad"]
 
 
-def evaluate(check: str, variant: Variant, case: Case, inputs: Inputs, judged: Judged = "out"
-             ) -> CheckResult:
-    """Run ``variant`` on ``inputs`` and judge one thing: its output, its log-sum-exp or its
-    gradients dq, dk, dv. Fully masked rows are always judged by the declared semantics."""
+def evaluate_all(check: str, variant: Variant, case: Case, inputs: Inputs,
+                 judged: tuple[Judged, ...]) -> list[CheckResult]:
+    """Run ``variant`` on ``inputs`` once and judge each of ``judged``: its output, its
+    log-sum-exp, its gradients dq, dk, dv (one result each, sharing one reference and one set
+    of textbooks). Fully masked rows are always judged by the declared semantics."""
     caps = variant.caps.on(torch.device(case.device).type)
-    direction: Direction = "grad" if judged == "grad" else "fwd"
-    backward = judged == "grad"
+    backward = "grad" in judged
     ref = reference(inputs, alignment=caps.causal_alignment, backward=backward)
+    results: dict[Judged, CheckResult] = {}
     if backward and not bool(ref.live.all()) and caps.fully_masked_rows != "zero":
-        return skipped(check, variant.name, case, "gradients of fully masked rows are only "
-                       f"defined for fully_masked_rows='zero' (declared "
-                       f"{caps.fully_masked_rows!r})", direction)
+        results["grad"] = skipped(check, variant.name, case, "gradients of fully masked rows "
+                                  "are only defined for fully_masked_rows='zero' (declared "
+                                  f"{caps.fully_masked_rows!r})", "grad")
+        backward = False
     pts = textbooks(inputs, alignment=caps.causal_alignment, backward=backward,
-                    lse=judged == "lse")
+                    lse="lse" in judged)
     out, grads = run_variant(variant, inputs, backward=backward)
     verdict, note = masked_rows_verdict(out, ref.live, caps.fully_masked_rows)
-    if judged == "grad":
-        agreements = [compare(name, g, r, [pt.grads[i] for pt in pts], C_GRAD,
-                              magnitude=ref.magnitudes[name])
-                      for i, (name, g, r) in enumerate(zip(("dq", "dk", "dv"), grads, ref.grads,
-                                                           strict=True))]
-    elif judged == "lse":
-        v_lse = variant.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs())
-        agreements = [compare("lse", v_lse, ref.lse, [pt.lse for pt in pts], C_OUTPUT,
-                              where=ref.live.squeeze(-1), magnitude=ref.magnitudes["lse"])]
-    else:
-        agreements = [compare("out", out, ref.out, [pt.out for pt in pts], C_OUTPUT,
-                              where=ref.live, magnitude=ref.magnitudes["out"])]
-    result = from_agreements(check, variant.name, case, agreements, direction, note)
-    if note:
-        result.extra["masked_rows"] = note
-    if verdict is False:
-        result.passed = False
-    return result
+    for what in judged:
+        if what in results:
+            continue
+        if what == "grad":
+            agreements = [compare(name, g, r, [pt.grads[i] for pt in pts], C_GRAD,
+                                  magnitude=ref.magnitudes[name])
+                          for i, (name, g, r) in enumerate(zip(("dq", "dk", "dv"), grads,
+                                                               ref.grads, strict=True))]
+        elif what == "lse":
+            v_lse = variant.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs())
+            agreements = [compare("lse", v_lse, ref.lse, [pt.lse for pt in pts], C_OUTPUT,
+                                  where=ref.live.squeeze(-1), magnitude=ref.magnitudes["lse"],
+                                  eps_dtype=inputs.q.dtype)]
+        else:
+            agreements = [compare("out", out, ref.out, [pt.out for pt in pts], C_OUTPUT,
+                                  where=ref.live, magnitude=ref.magnitudes["out"])]
+        result = from_agreements(check, variant.name, case, agreements,
+                                 "grad" if what == "grad" else "fwd", note)
+        if note:
+            result.extra["masked_rows"] = note
+        if verdict is False:
+            result.passed = False
+        results[what] = result
+    return [results[what] for what in judged]
+
+
+def evaluate(check: str, variant: Variant, case: Case, inputs: Inputs, judged: Judged = "out"
+             ) -> CheckResult:
+    """``evaluate_all`` for one judged quantity."""
+    return evaluate_all(check, variant, case, inputs, (judged,))[0]
+
+
+def check_case(variant: Variant, case: Case, seed: int = 0, *, check: str = "agreement"
+               ) -> list[CheckResult]:
+    """Output, gradients (when ``case.backward``) and lse (when exposed) on one random input,
+    computed once: what a property-based test of a variant wants per drawn case."""
+    caps = variant.caps.on(torch.device(case.device).type)
+    judged: tuple[Judged, ...] = ("out",) + ("grad",) * case.backward + ("lse",) * caps.exposes_lse
+    reasons = not_supported_reasons(variant, case)
+    if reasons:
+        return [skipped(check, variant.name, case, reasons)]
+    return evaluate_all(check, variant, case, make_inputs(case, seed), judged)
 
 
 def check_agreement(variant: Variant, case: Case, seed: int = 0, *, check: str = "out",

@@ -124,15 +124,15 @@ def term_magnitudes(inputs: Inputs, alignment: str = "top_left", backward: bool 
     B, Hq, _, D = q.shape
     groups = Hq // k.shape[1]
     ke, ve = expand_kv(k, v, Hq)  # (B, Hq, S, D)
-    scores, p, _ = _probabilities(q, ke, causal=inputs.causal, scale=inputs.scale,
-                                  attn_mask=inputs.attn_mask, alignment=alignment)
-    mags = {"out": p @ ve.abs(),
-            "lse": torch.where(p > 0, scores.abs(), 0.0).amax(dim=-1)}  # score rounding
+    _, p, _ = _probabilities(q, ke, causal=inputs.causal, scale=inputs.scale,
+                             attn_mask=inputs.attn_mask, alignment=alignment)
+    scale = default_scale(D, inputs.scale)
+    logit_terms = (q.abs() @ ke.abs().transpose(-2, -1)) * scale  # (B, Hq, N, S)
+    # lse: a logit rounded in the input dtype (as matmuls return them) moves lse by as much
+    mags = {"out": p @ ve.abs(), "lse": torch.where(p > 0, logit_terms, 0.0).amax(dim=-1)}
     if backward:
-        scale = default_scale(D, inputs.scale)
         dtype = inputs.q.dtype
         acc = torch.promote_types(dtype, torch.float32)
-        logit_terms = (q.abs() @ ke.abs().transpose(-2, -1)) * scale  # (B, Hq, N, S)
         w = 1 + 2 * (torch.finfo(acc).eps / torch.finfo(dtype).eps) * logit_terms
         dout = inputs.dout.double()
         dp = dout @ ve.transpose(-2, -1)  # (B, Hq, N, S)

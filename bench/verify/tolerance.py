@@ -123,13 +123,15 @@ def _selected(where: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor:
 
 
 def budget(ref: torch.Tensor, pts: list[torch.Tensor], C: float, dtype: torch.dtype,
-           where: torch.Tensor | None = None, magnitude: torch.Tensor | None = None
-           ) -> tuple[Budget, str]:
+           where: torch.Tensor | None = None, magnitude: torch.Tensor | None = None,
+           eps_dtype: torch.dtype | None = None) -> tuple[Budget, str]:
     """The rule's allowance for results in ``dtype``: C * (largest textbook error) + floor.
 
     ``pts`` are the textbook results; ``where`` (broadcastable) selects the entries that count;
-    ``magnitude`` is sum|terms| per entry, raising the floor where results cancel. Returns the
-    budget and a note when a textbook itself overflowed somewhere (those entries are ignored).
+    ``magnitude`` is sum|terms| per entry, raising the floor to eps * magnitude where results
+    cancel; eps is that of ``eps_dtype`` (default ``dtype``; the lse, a float32 result, is made
+    of logits rounded in the input dtype). Returns the budget and a note when a textbook itself
+    overflowed somewhere (those entries are ignored).
     """
     ref_d, keep = ref.to(dtype).double(), _selected(where, ref)
     pt_error, bad = 0.0, 0
@@ -141,13 +143,15 @@ def budget(ref: torch.Tensor, pts: list[torch.Tensor], C: float, dtype: torch.dt
             pt_error = max(pt_error, diff[finite].abs().max().item())
     floor = rounding_floor(ref[keep], dtype)
     if magnitude is not None and keep.any():
-        floor = max(floor, torch.finfo(dtype).eps * magnitude.expand_as(ref)[keep].max().item())
+        eps = torch.finfo(eps_dtype or dtype).eps
+        floor = max(floor, eps * magnitude.expand_as(ref)[keep].max().item())
     return Budget(pt_error, floor, C), (f"textbook not finite at {bad} entries" if bad else "")
 
 
 def compare(quantity: str, out: torch.Tensor | None, ref: torch.Tensor,
             pts: list[torch.Tensor], C: float, where: torch.Tensor | None = None,
-            magnitude: torch.Tensor | None = None) -> Agreement:
+            magnitude: torch.Tensor | None = None, eps_dtype: torch.dtype | None = None
+            ) -> Agreement:
     """Apply the rule to one quantity (entries outside ``where`` are not compared: fully masked
     rows are judged by declared semantics elsewhere). ``out=None`` (a gradient autograd never
     produced, e.g. a detached input) counts as all zeros."""
@@ -155,6 +159,6 @@ def compare(quantity: str, out: torch.Tensor | None, ref: torch.Tensor,
         out = torch.zeros(ref.shape, dtype=pts[0].dtype, device=ref.device)
     if out.shape != ref.shape:
         raise ValueError(f"{quantity}: shape {tuple(out.shape)}, expected {tuple(ref.shape)}")
-    allowance, note = budget(ref, pts, C, out.dtype, where, magnitude)
+    allowance, note = budget(ref, pts, C, out.dtype, where, magnitude, eps_dtype)
     error = max_abs_diff(out, ref.to(out.dtype), _selected(where, ref))
     return Agreement(quantity, error, allowance, note)
