@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import torch
 
-from bench.verify.agreement import check_agreement, evaluate, merge
+from bench.verify.agreement import evaluate_all, merge
 from bench.verify.reference import Inputs, make_inputs
 from bench.verify.result import CheckResult, skipped
 from variants.common import default_scale, expand_kv
@@ -22,10 +22,8 @@ def _judge(check: str, variant: Variant, case: Case, inputs: Inputs) -> CheckRes
     reasons = not_supported_reasons(variant, case)
     if reasons:
         return skipped(check, variant.name, case, reasons)
-    results = [evaluate(check, variant, case, inputs, "out")]
-    if case.backward:
-        results.append(evaluate(check, variant, case, inputs, "grad"))
-    return merge(results)
+    judged = ("out", "grad") if case.backward else ("out",)
+    return merge(evaluate_all(check, variant, case, inputs, judged))
 
 
 def _largest_logit(inputs: Inputs) -> float:
@@ -57,11 +55,7 @@ def large_logits(variant: Variant, case: Case, seed: int = 0, target: float = 1e
 def single_query(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
     """N = 1: one query row against many keys (decoding), causal included."""
     case = replace(case, N=1, S=max(case.s, 2))
-    result = check_agreement(variant, case, seed, check="single_query")
-    if case.backward and result.status == "ok":
-        grad = check_agreement(variant, case, seed, check="single_query", judged="grad")
-        result = merge([result, grad])
-    return result
+    return _judge("single_query", variant, case, make_inputs(case, seed))
 
 
 def odd_shapes(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
