@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     attention, blocks, dtypes, checks = _select(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     block_attention = attention or list_variants("attention")
+    record = open_results(args) if args.out else None  # fail on a bad --out before running
     start = time.perf_counter()
     results = [reference_gradcheck(args.seed)]
     for dtype in dtypes:
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             results += verify_attention(variant, dtype, device, args.seed, checks)
         if blocks:
             results += verify_blocks(blocks, block_attention, dtype, device, args.seed)
+        if record:
+            record(results)  # each dtype's cases are on disk as soon as they finish
     elapsed = time.perf_counter() - start
     print(render(results, dtypes))
     failed = [r for r in results if r.failed]
@@ -90,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summary(results, dtypes, device, elapsed),
                                               indent=2, default=str) + "\n")
-    if args.out:
-        write_results(args.out, results, args)
+    if record:
+        record(results, finish=True)
     return 1 if failed else 0
 
 
@@ -212,34 +217,44 @@ def summary(results: list[CheckResult], dtypes: list[torch.dtype], device: str,
             "seconds": round(elapsed, 2), "results": [r.as_dict() for r in results]}
 
 
-def write_results(out_dir: str, results: list[CheckResult], args: argparse.Namespace) -> None:
-    """One case per result: metric ``passed`` (1/0) and, when measured, ``error_ratio``
-    (with column ``bound``); skipped results are status "skipped" + reason, raised ones
-    status "error" + reason."""
-    import sys
-
+def open_results(args: argparse.Namespace) -> Callable[..., None]:
+    """A results directory (suite "verify") and a function recording results into it: one
+    case per result, metric ``passed`` (1/0) and, when measured, ``error_ratio`` (with column
+    ``bound``); skipped results are status "skipped" + reason, raised ones "error" + reason.
+    Calling it again with a longer list records only the results not yet written."""
     from bench.results import ResultsWriter, variant_catalog
 
-    writer = ResultsWriter(out_dir, "verify", argv=sys.argv, seeds={"seed": args.seed},
+    writer = ResultsWriter(args.out, "verify", argv=sys.argv, seeds={"seed": args.seed},
                            extra={"variants": variant_catalog(),
                                   "plugins": getattr(args, "plugins_loaded", [])})
     seen: dict[str, int] = defaultdict(int)
-    for r in results:
-        case_id = ":".join([_who(r), r.check, r.dtype, r.case])
-        seen[case_id] += 1
-        if seen[case_id] > 1:
-            case_id += f":{seen[case_id]}"
-        common = {"variant": r.variant, "check": r.check, "dtype": r.dtype, "case": r.case,
-                  "direction": r.direction, "attention": r.extra.get("attention", "")}
-        if r.status == "skipped":
-            rows = [{**common, "status": "skipped", "reason": r.message, "metric": "passed"}]
-        else:
-            reason = r.message if r.status == "error" else ""
-            rows = [{**common, "status": r.status, "reason": reason, "metric": "passed",
-                     "value": int(bool(r.passed))}]
-            if r.value is not None:
-                rows.append({**common, "status": r.status, "metric": "error_ratio",
-                             "value": r.value, "bound": r.bound})
-        writer.add_case(case_id, rows)
-    failed = sum(r.failed for r in results)
-    writer.finish(passed=not failed, failed=failed)
+    written = 0
+
+    def record(results: list[CheckResult], finish: bool = False) -> None:
+        nonlocal written
+        for r in results[written:]:
+            case_id = ":".join([_who(r), r.check, r.dtype, r.case])
+            seen[case_id] += 1
+            if seen[case_id] > 1:
+                case_id += f":{seen[case_id]}"
+            writer.add_case(case_id, _rows(r))
+        written = len(results)
+        if finish:
+            failed = sum(r.failed for r in results)
+            writer.finish(passed=not failed, failed=failed)
+
+    return record
+
+
+def _rows(r: CheckResult) -> list[dict]:
+    common = {"variant": r.variant, "check": r.check, "dtype": r.dtype, "case": r.case,
+              "direction": r.direction, "attention": r.extra.get("attention", "")}
+    if r.status == "skipped":
+        return [{**common, "status": "skipped", "reason": r.message, "metric": "passed"}]
+    reason = r.message if r.status == "error" else ""
+    rows = [{**common, "status": r.status, "reason": reason, "metric": "passed",
+             "value": int(bool(r.passed))}]
+    if r.value is not None:
+        rows.append({**common, "status": r.status, "metric": "error_ratio", "value": r.value,
+                     "bound": r.bound})
+    return rows

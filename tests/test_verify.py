@@ -139,6 +139,34 @@ def test_every_real_variant_passes_the_whole_plan_in_float32(name):
     assert not failed, "\n".join(failed)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_name)
+@pytest.mark.parametrize("name", [n for n in ATTENTION if not interpreted(n)])
+def test_agrees_on_larger_cases(name, dtype):
+    """Nightly-style sweep: longer sequences (up to 512) and more heads than the fast test."""
+    skip_unless_runs(name, Case(dtype=dtype))
+    variant = get(name)
+
+    @settings(max_examples=settings.default.max_examples * 2)
+    @given(case=cases(variant, dtype, max_len=512, max_heads_total=8), seed=seeds())
+    def agrees(case: Case, seed: int) -> None:
+        for result in check_case(variant, case, seed):
+            assert not result.failed, f"{case.label()} seed={seed}: {result.message}"
+
+    agrees()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_name)
+@pytest.mark.parametrize("name", ATTENTION)
+def test_whole_plan_on_cuda(name, dtype):
+    """The GPU machine: compiled Triton, FlashAttention-2, memory-efficient and cuDNN SDPA."""
+    skip_unless_runs(name, Case(dtype=dtype, device="cuda"))
+    results = verify_attention(get(name), dtype, "cuda")
+    failed = [f"{r.check} [{r.case}]: {r.message}" for r in results if r.failed]
+    assert not failed, "\n".join(failed)
+
+
 # ---------------------------------------------------------------- the command
 
 
@@ -175,6 +203,16 @@ def test_cli_writes_json_and_a_results_directory(tmp_path, capsys):
     ratios = table[table.metric == "error_ratio"]
     assert (ratios.value <= ratios.bound).all()
     assert "naive" in load_provenance(out_dir)["variants"]
+
+
+def test_cli_refuses_a_used_results_directory_before_running(tmp_path, capsys):
+    argv = ["verify", "--variant", "naive", "--dtype", "fp32", "--check", "out", "--out",
+            str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "already holds results" in captured.err and "attention, float32" not in captured.out
 
 
 def test_cli_records_a_raising_variant_as_a_failure(raising_variant, tmp_path, capsys):

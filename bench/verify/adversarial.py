@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import torch
 
-from bench.verify.agreement import evaluate_all, merge
+from bench.verify.agreement import evaluate_all
 from bench.verify.reference import Inputs, make_inputs
-from bench.verify.result import CheckResult, skipped
+from bench.verify.result import CheckResult, merge, skipped
 from variants.common import default_scale, expand_kv
 from variants.registry import Case, Variant, not_supported_reasons
 

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from bench.verify.reference import Inputs, Reference, make_inputs, reference, run_variant
-from bench.verify.result import CheckResult, Direction, from_agreements, skipped
+from bench.verify.result import CheckResult, Direction, from_agreements, merge, skipped
 from bench.verify.textbook import textbooks
 from bench.verify.tolerance import C_GRAD, C_OUTPUT, Budget, budget, compare
 from variants.registry import Case, Variant, dtype_name, not_supported_reasons
@@ -155,10 +155,9 @@ def check_masked_rows(variant: Variant, case: Case, seed: int = 0) -> CheckResul
                                "ok", True, message=f"raised as declared: {exc}")
         return CheckResult("masked_rows", variant.name, case.label(), dtype_name(case.dtype), "ok",
                            False, message="returned a result although declared to raise")
-    results = [evaluate("masked_rows", variant, case, inputs)]
-    if case.backward:
-        results.append(evaluate("masked_rows", variant, case, inputs, "grad"))
-    return merge(results)
+    judged: tuple[Judged, ...] = ("out", "grad") if case.backward else ("out",)
+    return merge(evaluate_all("masked_rows", variant, case, inputs, judged))
+
 
 def budgets(inputs: Inputs, alignment: str = "top_left", backward: bool = False
             ) -> tuple[Reference, dict[str, Budget]]:
@@ -174,20 +173,3 @@ def budgets(inputs: Inputs, alignment: str = "top_left", backward: bool = False
                            magnitude=ref.magnitudes[name])[0]
     return ref, out
 
-
-def merge(results: list[CheckResult]) -> CheckResult:
-    """One result from several runs of the same check (e.g. forward and backward)."""
-    ran = [r for r in results if r.status != "skipped"]
-    if not ran:
-        return results[0]
-    errors = [r for r in ran if r.status == "error"]
-    if errors:
-        return errors[0]
-    agreements = [a for r in ran for a in r.agreements]
-    first = ran[0]
-    notes = list(dict.fromkeys(r.extra["masked_rows"] for r in ran if "masked_rows" in r.extra))
-    merged = from_agreements(first.check, first.variant, Case(), agreements, ran[-1].direction,
-                             "; ".join(notes))
-    merged.case, merged.dtype, merged.extra = first.case, first.dtype, dict(first.extra)
-    merged.passed = all(r.passed for r in ran)
-    return merged

@@ -18,9 +18,16 @@ from dataclasses import replace
 
 import torch
 
-from bench.verify.agreement import budgets, merge
-from bench.verify.reference import Inputs, generator, make_inputs, randn, run_variant
-from bench.verify.result import CheckResult, from_agreements, skipped
+from bench.verify.agreement import budgets
+from bench.verify.reference import (
+    Inputs,
+    generator,
+    make_inputs,
+    randn,
+    reference,
+    run_variant,
+)
+from bench.verify.result import CheckResult, from_agreements, merge, skipped
 from bench.verify.textbook import textbooks
 from bench.verify.tolerance import C_OUTPUT, Agreement, compare, max_abs_diff
 from variants.common import expand_kv, visible_mask
@@ -47,7 +54,7 @@ def _self_consistency(check: str, variant: Variant, case: Case, a: Inputs, b: In
     ref_b, budget_b = budgets(b, align)
     out_a, _ = run_variant(variant, a)
     out_b, _ = run_variant(variant, b)
-    live = ref_b.live & expected_b(ref_a.live.expand(*ref_a.live.shape[:-1], 1))
+    live = ref_b.live & expected_b(ref_a.live)  # (B, Hq, N, 1)
     if rows is not None:
         live = live & rows[:, None]
     deviation = max_abs_diff(out_b, expected_b(out_a), live)
@@ -55,6 +62,18 @@ def _self_consistency(check: str, variant: Variant, case: Case, a: Inputs, b: In
     agreement = Agreement("out", deviation, budget_a["out"] + budget_b["out"],
                           "bitwise identical" if exact else "")
     return from_agreements(check, variant.name, case, [agreement], "fwd", note)
+
+
+def _analytic(check: str, variant: Variant, case: Case, inputs: Inputs,
+              expected: torch.Tensor) -> CheckResult:
+    """Compare with an exact answer by the rule (``pt``: the textbooks on the same input)."""
+    align = _alignment(variant, case)
+    ref = reference(inputs, alignment=align)
+    pts = textbooks(inputs, alignment=align)
+    out, _ = run_variant(variant, inputs)
+    agreement = compare("out", out, expected, [pt.out for pt in pts], C_OUTPUT, ref.live,
+                        ref.magnitudes["out"])
+    return from_agreements(check, variant.name, case, [agreement])
 
 
 def permutation(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
@@ -85,18 +104,6 @@ def single_key(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
     _, expected_v = expand_kv(inputs.k, inputs.v.double(), case.Hq)  # (B, Hq, 1, Dv)
     expected = expected_v.expand(-1, -1, case.N, -1)
     return _analytic("single_key", variant, case, inputs, expected)
-
-
-def _analytic(check: str, variant: Variant, case: Case, inputs: Inputs,
-              expected: torch.Tensor) -> CheckResult:
-    """Compare with an exact answer by the rule (``pt``: the textbooks on the same input)."""
-    align = _alignment(variant, case)
-    ref, _ = budgets(inputs, align)
-    pts = textbooks(inputs, alignment=align)
-    out, _ = run_variant(variant, inputs)
-    agreement = compare("out", out, expected, [pt.out for pt in pts], C_OUTPUT, ref.live,
-                        ref.magnitudes["out"])
-    return from_agreements(check, variant.name, case, [agreement])
 
 
 def identical_keys(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
@@ -226,7 +233,8 @@ def grad_linearity(variant: Variant, case: Case, seed: int = 0) -> CheckResult:
     results = []
     shapes = (one.q.shape, one.k.shape, one.v.shape)
     for i, name in enumerate(("dq", "dk", "dv")):
-        g = {key: (torch.zeros(shapes[i], dtype=torch.float64) if grads[i] is None
+        g = {key: (torch.zeros(shapes[i], dtype=torch.float64, device=one.q.device)
+                   if grads[i] is None
                    else grads[i].double(), b[name]) for key, (grads, b) in runs.items()}
         additive = Agreement(f"{name} additivity", max_abs_diff(
             g["both"][0], g["one"][0] + g["two"][0]), g["both"][1] + g["one"][1] + g["two"][1])

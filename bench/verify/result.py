@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from bench.verify.tolerance import Agreement
@@ -66,16 +66,39 @@ def raised(check: str, variant: str, case: Case, exc: BaseException,
                        direction=direction, message=f"raised {type(exc).__name__}: {exc}{where}")
 
 
-def from_agreements(check: str, variant: str, case: Case, agreements: list[Agreement],
-                    direction: Direction = "fwd", extra_message: str = "") -> CheckResult:
-    """Pass when every quantity passes; value/bound are those of the quantity nearest failing."""
+def _summary(agreements: list[Agreement], extra_message: str = ""
+             ) -> tuple[bool, float, float, str]:
+    """passed, value, bound, message: value/bound are those of the quantity nearest failing."""
     worst = max(agreements, key=lambda a: a.closeness)
-    passed = all(a.passed for a in agreements)
     shown = [a for a in agreements if not a.passed] or [worst]
     message = "; ".join([a.describe() for a in shown] + ([extra_message] if extra_message else []))
+    return all(a.passed for a in agreements), worst.ratio, worst.ratio_bound, message
+
+
+def from_agreements(check: str, variant: str, case: Case, agreements: list[Agreement],
+                    direction: Direction = "fwd", extra_message: str = "") -> CheckResult:
+    """Pass when every quantity passes."""
+    passed, value, bound, message = _summary(agreements, extra_message)
     return CheckResult(check, variant, case.label(), dtype_name(case.dtype), "ok", passed,
-                       value=worst.ratio, bound=worst.ratio_bound, direction=direction,
-                       message=message, agreements=agreements)
+                       value=value, bound=bound, direction=direction, message=message,
+                       agreements=agreements)
+
+
+def merge(results: list[CheckResult]) -> CheckResult:
+    """One result from several runs of the same check on the same case (forward and backward):
+    skipped only if all were, an error if any raised, passed only if all passed."""
+    ran = [r for r in results if r.status != "skipped"]
+    if not ran:
+        return results[0]
+    errors = [r for r in ran if r.status == "error"]
+    if errors:
+        return errors[0]
+    notes = list(dict.fromkeys(r.extra["masked_rows"] for r in ran if "masked_rows" in r.extra))
+    agreements = [a for r in ran for a in r.agreements]
+    passed, value, bound, message = _summary(agreements, "; ".join(notes))
+    return replace(ran[0], passed=passed and all(r.passed for r in ran), value=value,
+                   bound=bound, direction=ran[-1].direction, message=message,
+                   agreements=agreements, extra=dict(ran[0].extra))
 
 
 def from_measure(check: str, variant: str, case: Case, value: float, bound: float,
