@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import replace
 
+import mutants
 import pytest
 import torch
 from hypothesis import example, given, settings
@@ -165,6 +166,53 @@ def test_whole_plan_on_cuda(name, dtype):
     results = verify_attention(get(name), dtype, "cuda")
     failed = [f"{r.check} [{r.case}]: {r.message}" for r in results if r.failed]
     assert not failed, "\n".join(failed)
+
+
+# ---------------------------------------------------------------- declared semantics
+
+
+@pytest.fixture
+def declared():
+    """Register ``fn`` under a test-only name with the given capabilities, removed after."""
+    names = []
+
+    def register(name, fn, **caps):
+        register_attention(name, **caps)(fn)
+        names.append(name)
+        return get(name)
+
+    yield register
+    for name in names:
+        unregister(name)
+
+
+def _bottom_right(q, k, v, *, causal=False, scale=None, attn_mask=None):
+    """Textbook attention with FlashAttention >= 2.1's bottom-right causal alignment."""
+    return mutants.broken(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
+                          alignment="bottom_right")
+
+
+def test_a_declared_bottom_right_variant_is_judged_bottom_right(declared):
+    variant = declared("test_bottom_right", _bottom_right, causal_alignment="bottom_right")
+    results = verify_attention(variant, torch.float32, checks=["causal", "masked_rows"])
+    assert all(r.passed for r in results), [r.message for r in results if not r.passed]
+    n_gt_s = next(r for r in results if "N90xS30" in r.case)
+    assert "fully masked rows are NaN as declared" in n_gt_s.message
+
+
+def _raises_on_empty_rows(q, k, v, *, causal=False, scale=None, attn_mask=None):
+    """naive, but refuses a row that can see no key."""
+    if attn_mask is not None and not attn_mask.any(dim=-1).all():
+        raise ValueError("attn_mask leaves a query row with no key")
+    return get("naive").fn(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask)
+
+
+@pytest.mark.parametrize("fn, passes", [(_raises_on_empty_rows, True),
+                                        (get("naive").fn, False)])
+def test_fully_masked_rows_declared_error_must_raise(declared, fn, passes):
+    variant = declared("test_error_rows", fn, fully_masked_rows="error")
+    result = verify_attention(variant, torch.float32, checks=["masked_rows"])[0]
+    assert result.passed is passes, result.message
 
 
 # ---------------------------------------------------------------- the command
