@@ -124,12 +124,15 @@ def term_magnitudes(inputs: Inputs, alignment: str = "top_left", backward: bool 
     B, Hq, _, D = q.shape
     groups = Hq // k.shape[1]
     ke, ve = expand_kv(k, v, Hq)  # (B, Hq, S, D)
-    _, p, _ = _probabilities(q, ke, causal=inputs.causal, scale=inputs.scale,
-                             attn_mask=inputs.attn_mask, alignment=alignment)
+    scores, p, lse = _probabilities(q, ke, causal=inputs.causal, scale=inputs.scale,
+                                    attn_mask=inputs.attn_mask, alignment=alignment)
     scale = default_scale(D, inputs.scale)
     logit_terms = (q.abs() @ ke.abs().transpose(-2, -1)) * scale  # (B, Hq, N, S)
-    # lse: a logit rounded in the input dtype (as matmuls return them) moves lse by as much
-    mags = {"out": p @ ve.abs(), "lse": torch.where(p > 0, logit_terms, 0.0).amax(dim=-1)}
+    # lse = max + log(sum): a logit rounded in the input dtype moves it by as much, and the
+    # log term adds its own magnitude (up to log S)
+    log_sum = torch.nan_to_num(lse - scores.amax(dim=-1), nan=0.0)  # (B, Hq, N)
+    mags = {"out": p @ ve.abs(),
+            "lse": torch.where(p > 0, logit_terms, 0.0).amax(dim=-1) + log_sum.abs()}
     if backward:
         dtype = inputs.q.dtype
         acc = torch.promote_types(dtype, torch.float32)

@@ -156,7 +156,6 @@ def verify_blocks(blocks: list[Variant], attentions: list[Variant], dtype: torch
 def reference_gradcheck(seed: int = 0) -> CheckResult:
     """torch.autograd.gradcheck of the float64 reference (causal, masked, GQA, Dv != D)."""
     from bench.verify.reference import make_inputs, reference_attention
-    from bench.verify.result import from_measure
 
     case = Case(B=1, Hq=2, Hkv=1, N=5, S=7, D=4, Dv=3, dtype=torch.float64, causal=True,
                 mask=True)
@@ -167,5 +166,6 @@ def reference_gradcheck(seed: int = 0) -> CheckResult:
         return reference_attention(q, k, v, causal=True, attn_mask=inputs.attn_mask)[0]
 
     ok = torch.autograd.gradcheck(fn, (q, k, v), raise_exception=False)
-    return from_measure("gradcheck", "reference", case, 0.0 if ok else 1.0, 0.0,
-                        "torch.autograd.gradcheck " + ("passed" if ok else "FAILED"), "grad")
+    return CheckResult("gradcheck", "reference", case.label(), "float64", "ok", ok,
+                       direction="grad", message="torch.autograd.gradcheck "
+                       + ("passed" if ok else "FAILED"))
