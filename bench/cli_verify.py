@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nverify: {len(ran)} checks ran, {len(failed)} failed, "
           f"{len(results) - len(ran)} skipped, {elapsed:.1f} s on {device}")
     if args.json:
-        Path(args.json).write_text(json.dumps(summary(results, dtypes, device, elapsed),
+        Path(args.json).write_text(json.dumps(_strict(summary(results, dtypes, device, elapsed)),
                                               indent=2, default=str) + "\n")
     if record:
         record(results, finish=True)
@@ -215,6 +215,17 @@ def summary(results: list[CheckResult], dtypes: list[torch.dtype], device: str,
             "skipped": sum(r.status == "skipped" for r in results),
             "dtypes": [dtype_name(d) for d in dtypes], "device": device,
             "seconds": round(elapsed, 2), "results": [r.as_dict() for r in results]}
+
+
+def _strict(data):
+    """Standard JSON has no inf/nan: write them as the strings "inf", "-inf", "nan"."""
+    if isinstance(data, dict):
+        return {k: _strict(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_strict(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return str(data)
+    return data
 
 
 def open_results(args: argparse.Namespace) -> Callable[..., None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -99,11 +98,3 @@ def merge(results: list[CheckResult]) -> CheckResult:
     return replace(ran[0], passed=passed and all(r.passed for r in ran), value=value,
                    bound=bound, direction=ran[-1].direction, message=message,
                    agreements=agreements, extra=dict(ran[0].extra))
-
-
-def from_measure(check: str, variant: str, case: Case, value: float, bound: float,
-                 message: str, direction: Direction = "fwd") -> CheckResult:
-    """A check with its own measured number: passes when value <= bound (and is finite)."""
-    passed = math.isfinite(value) and value <= bound
-    return CheckResult(check, variant, case.label(), dtype_name(case.dtype), "ok", passed,
-                       value=value, bound=bound, direction=direction, message=message)
