@@ -81,6 +81,9 @@ class Block(nn.Module):
 
     final_norm = False
     norm_class: type[nn.Module] = nn.LayerNorm
+    # The torch.nn.TransformerEncoderLayer options this block equals (gelu, batch_first, same
+    # parameter layout), or None; `attnbench verify` checks every block that declares one.
+    encoder_layer_config: dict | None = None
 
     def __init__(self, d_model: int, n_heads: int, *, attention: str = "sdpa",
                  d_ff: int | None = None, causal: bool = True, dropout: float = 0.0,
@@ -101,6 +104,8 @@ class Block(nn.Module):
 class PostLN(Block):
     """Original Transformer (Vaswani et al. 2017): x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
+    encoder_layer_config = {"norm_first": False}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x + self.attn(x))
         return self.norm2(x + self.ffn(x))
@@ -111,6 +116,7 @@ class PreLN(Block):
     """Pre-LN (Xiong et al. 2020): x = x + Attn(LN(x)); x = x + FFN(LN(x)); final LN in model."""
 
     final_norm = True
+    encoder_layer_config = {"norm_first": True}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))

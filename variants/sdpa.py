@@ -35,6 +35,9 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
 
 def _pinned(backend: SDPBackend, native_gqa: bool = True):
     def fn(q, k, v, *, causal=False, scale=None, attn_mask=None):
+        # Fused backends refuse a last dim with stride != 1 ("No available kernel"); the
+        # contract accepts any strided view, so such inputs are copied.
+        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
         with sdpa_kernel([backend]):
             return _sdpa(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
                          native_gqa=native_gqa)

@@ -82,7 +82,10 @@ def _backward(q, k, v, out, lse, dout, scale, causal, mask, block):
     for start in range(0, k.shape[2], block):
         stop = min(start + block, k.shape[2])
         kb, vb = k[:, :, start:stop].to(acc), v[:, :, start:stop].to(acc)
-        s = (qa @ kb.transpose(-2, -1)) * scale  # (B, H, N, bs)
+        # Scores exactly as the forward computed them (matmul in the input dtype): P is
+        # recomputed from the forward's lse, and scores rounded differently (bf16 vs fp32
+        # products) shift P by exp(rounding) -- a factor e^4 at |logit| ~ 1e3 in bf16.
+        s = (q @ k[:, :, start:stop].transpose(-2, -1)).to(acc) * scale  # (B, H, N, bs)
         block_mask = _block_mask(q.shape[2], start, stop, causal, mask, q.device)
         if block_mask is not None:
             s = s.masked_fill(~block_mask, float("-inf"))
