@@ -9,6 +9,7 @@ shows each property is not vacuous: it flags the bug it was designed for.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import mutants
 import pytest
@@ -58,7 +59,7 @@ def test_properties_hold(name, dtype):
     @given(check=st.sampled_from(CHECKS), case=cases(variant, dtype, max_len=96), seed=seeds())
     @with_every_check
     def holds(check, case, seed):
-        case = Case(**{**case.__dict__, "dtype": dtype})
+        case = replace(case, dtype=dtype)
         result = check(variant, case, seed)
         assert not result.failed, f"{check.__name__} {result.case} seed={seed}: {result.message}"
 
@@ -134,6 +135,5 @@ def test_shift_reaches_beyond_float32_exp_range():
 def test_large_logits_reach_the_target():
     result = adversarial.large_logits(get("naive"), BASE, 0)
     assert result.extra["largest_logit"] == pytest.approx(1e4, rel=1e-2)
-    fp16 = adversarial.large_logits(get("naive"), Case(**{**BASE.__dict__,
-                                                          "dtype": torch.float16}), 0)
+    fp16 = adversarial.large_logits(get("naive"), replace(BASE, dtype=torch.float16), 0)
     assert 1e3 < fp16.extra["largest_logit"] < 1e4  # capped so q.k stays representable
