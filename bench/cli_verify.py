@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="base seed of every random input")
     parser.add_argument("--json", metavar="PATH", help="write a machine-readable summary")
     parser.add_argument("--out", metavar="DIR", help="write a results directory (suite verify)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a previous run's results in --out")
     parser.set_defaults(func=run)
     return parser
 
@@ -239,8 +241,9 @@ def open_results(args: argparse.Namespace) -> Callable[..., None]:
     case per result, metric ``passed`` (1/0) and, when measured, ``error_ratio`` (with column
     ``bound``); skipped results are status "skipped" + reason, raised ones "error" + reason.
     Calling it again with a longer list records only the results not yet written."""
-    from bench.results import ResultsWriter, variant_catalog
+    from bench.results import ResultsWriter, check_restart_flags, variant_catalog
 
+    check_restart_flags(args.out, resume=False, force=getattr(args, "force", False))
     writer = ResultsWriter(args.out, "verify", argv=sys.argv, seeds={"seed": args.seed},
                            extra={"variants": variant_catalog(),
                                   "plugins": getattr(args, "plugins_loaded", [])})

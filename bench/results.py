@@ -82,6 +82,17 @@ def _read_lines(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
     return records
 
 
+def check_restart_flags(out_dir: str | Path, *, resume: bool, force: bool) -> None:
+    """``--force`` discards a previous run in ``out_dir``, ``--resume`` continues it; both at
+    once is a usage error. Only the three result files are removed, never anything else."""
+    if force and resume:
+        raise ValueError("--force and --resume exclude each other: --force discards the "
+                         "previous run, --resume continues it")
+    if force:
+        for name in (RESULTS, SAMPLES, PROVENANCE):
+            (Path(out_dir) / name).unlink(missing_ok=True)
+
+
 class ResultsWriter:
     """Appends rows and samples to a results directory and keeps its provenance current."""
 

@@ -36,11 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import (
-    PROVENANCE,
-    RESULTS,
-    SAMPLES,
     ResultsError,
     ResultsWriter,
+    check_restart_flags,
     load_provenance,
     load_results,
     variant_catalog,
@@ -191,14 +189,9 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
     if workers is None:
         workers = os.cpu_count() or 1
     jobs: list[Job] = [*preset.init_jobs(ref), *preset.train_jobs(ref)]
-    if force and resume:
-        raise ValueError("--force and --resume exclude each other: --force discards the "
-                         "previous run, --resume continues it")
-    if resume:
+    if resume and not force:
         check_same_configuration(out_dir, preset, ref)
-    if force:  # only the three files of a results directory, never anything else in it
-        for name in (RESULTS, SAMPLES, PROVENANCE):
-            (Path(out_dir) / name).unlink(missing_ok=True)
+    check_restart_flags(out_dir, resume=resume, force=force)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     writer = ResultsWriter(out_dir, "stability", resume=resume, argv=argv,
                            seeds={"train": sorted({j.seed for j in jobs})},

@@ -22,9 +22,9 @@ from typing import Any
 from bench.results import (
     PROVENANCE,
     RESULTS,
-    SAMPLES,
     ResultsError,
     ResultsWriter,
+    check_restart_flags,
     load_results,
     variant_catalog,
 )
@@ -131,10 +131,7 @@ def _prepare_out(config: RunConfig) -> None:
     """--force clears the three result files of a previous run; --resume must continue the
     same preset and selection. Checked before anything is written."""
     out = config.out
-    if config.force and config.resume:
-        raise ValueError("--force and --resume exclude each other: --force discards the "
-                         "previous run, --resume continues it")
-    if config.resume and (out / PROVENANCE).exists():
+    if config.resume and not config.force and (out / PROVENANCE).exists():
         from bench.results import load_provenance
 
         previous = load_provenance(out)
@@ -144,10 +141,7 @@ def _prepare_out(config: RunConfig) -> None:
         if previous.get("suite") != SUITE or before != now:
             raise ResultsError(f"--resume {out}: that run used {before}, this one asks for "
                                f"{now}; resume with the same arguments or use another --out")
-    if config.force:
-        for name in (RESULTS, SAMPLES, PROVENANCE):
-            if (out / name).exists():
-                (out / name).unlink()
+    check_restart_flags(out, resume=config.resume, force=config.force)
 
 
 def _peak_cases(cases: list[BenchCase], threads: int) -> dict[str, tuple[str, str]]:
