@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
     for v in found:
         c = v.caps
         reasons = not_supported_reasons(v, Case(dtype=c.on("cpu").dtypes[0]))
+        yes_no = ["yes" if flag else "no" for flag in (c.causal, c.attn_mask, c.gqa)]
+        # Masking, GQA and alignment describe an attention call; a block has none of its own.
+        attention_only = ([*yes_no, "yes" if c.backward else "no", c.causal_alignment,
+                           c.fully_masked_rows] if v.kind == "attention"
+                          else ["-", "-", "-", "yes" if c.backward else "no", "-", "-"])
         rows.append([v.name, v.kind, ",".join(c.devices),
-                     ",".join(dtype_name(d) for d in c.dtypes),
-                     "yes" if c.causal else "no", "yes" if c.attn_mask else "no",
-                     "yes" if c.gqa else "no", "yes" if c.backward else "no",
-                     c.causal_alignment, c.fully_masked_rows,
+                     ",".join(dtype_name(d) for d in c.dtypes), *attention_only,
                      "available" if not reasons else "; ".join(reasons)])
     print(tabulate(rows, headers=["name", "kind", "devices", "dtypes", "causal", "mask", "gqa",
                                   "bwd", "causal align", "masked rows", "here (cpu)"]))
