@@ -35,6 +35,11 @@ from variants.registry import dtype_name, get, list_variants, parse_dtype
 DEFAULT_DTYPES = ("float32", "float16", "bfloat16")
 
 
+# Block checks and the reference each compares with (bench.verify.blocks).
+BLOCK_CHECKS = {"encoder_layer": "TransformerEncoderLayer",
+                "float64_block": "their own float64 computation"}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("verify", help="check variants against a float64 reference, "
                             "metamorphic properties and adversarial inputs")
@@ -189,15 +194,16 @@ def render(results: list[CheckResult], dtypes: list[torch.dtype]) -> str:
             rows = [row for row in rows if any(row[1:])]
             lines += ["", f"attention, {dtype}: worst error ratio max|out-ref|/max|pt-ref| "
                       "per check", tabulate(rows, headers=["check"] + attn)]
-        block_rows = [r for r in results if r.dtype == dtype and r.check == "encoder_layer"
-                      and r.status != "skipped"]
-        if block_rows:
-            names = sorted({r.variant for r in block_rows})
-            attns = sorted({r.extra["attention"] for r in block_rows})
-            rows = [[a] + [_cell(cells[(dtype, "encoder_layer", a, b)]) for b in names]
-                    for a in attns]
-            lines += ["", f"blocks vs TransformerEncoderLayer, {dtype} (rows: attention)",
-                      tabulate(rows, headers=["attention"] + names)]
+        for check, title in BLOCK_CHECKS.items():
+            block_rows = [r for r in results if r.dtype == dtype and r.check == check
+                          and r.status != "skipped"]
+            if block_rows:
+                names = sorted({r.variant for r in block_rows})
+                attns = sorted({r.extra["attention"] for r in block_rows})
+                rows = [[a] + [_cell(cells[(dtype, check, a, b)]) for b in names]
+                        for a in attns]
+                lines += ["", f"blocks vs {title}, {dtype} (rows: attention)",
+                          tabulate(rows, headers=["attention"] + names)]
     failed = [r for r in results if r.failed]
     if failed:
         lines += ["", "FAILED:"]

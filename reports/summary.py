@@ -215,22 +215,34 @@ def build(bundle: Bundle) -> Section:
         memory_exponents(bundle)
     keys = sorted(set(verdicts) | set(regimes) | set(best) | set(exponents),
                   key=lambda k: (sort_key(k[1]), k[0]))
-    if keys:
+    catalog = bundle.catalog()
+    is_block = {name for name, entries in catalog.items()
+                if any(e.get("kind") == "block" for e in entries.values())}
+    attention_keys = [k for k in keys if k[1] not in is_block]
+    block_keys = [k for k in keys if k[1] in is_block]
+    if attention_keys:
         rows = [[*([run] if bundle.several_runs else []), variant,
                  verdicts.get((run, variant), Cell("not measured", "muted")),
                  regimes.get((run, variant), "not measured"), best.get((run, variant), "–"),
-                 exponents.get((run, variant), "not measured")] for run, variant in keys]
+                 exponents.get((run, variant), "not measured")]
+                for run, variant in attention_keys]
         section.items.append(table(
             [*run_column(bundle), "variant", "verified (verify suite)", "fastest in (problems)",
              "best TFLOP/s", "memory exponent k"], rows, "Attention variants"))
     else:
         section.items.append(not_measured("attention variants", "no verify or throughput runs"))
+    if block_keys:
+        rows = [[*([run] if bundle.several_runs else []), variant,
+                 verdicts.get((run, variant), Cell("not measured", "muted"))]
+                for run, variant in block_keys]
+        section.items.append(table([*run_column(bundle), "block", "verified (verify suite)"],
+                                   rows, "Block variants: correctness"))
     blocks = stability_rows(bundle)
     if blocks:
         section.items.append(table(
             [*run_column(bundle), "block", "training verdicts (depth × learning rate)",
              "lowest diverging lr", "lr sensitivity"],
-            [row if bundle.several_runs else row[1:] for row in blocks], "Blocks"))
+            [row if bundle.several_runs else row[1:] for row in blocks], "Blocks: training"))
     else:
         section.items.append(not_measured("block training stability", "no stability run"))
     found = findings(bundle)

@@ -90,14 +90,25 @@ def test_a_block_that_breaks_its_declaration_fails(registered_blocks, block):
 
 
 @pytest.mark.parametrize("block", UNDECLARED)
-def test_undeclared_blocks_skip_with_the_reason(block):
-    result = check_block(get(block), get("naive"), torch.float32)
-    assert result.status == "skipped" and "encoder_layer_config" in result.message
+@pytest.mark.parametrize("attention", ["tiled", "sdpa"])
+def test_undeclared_blocks_match_their_float64_self(block, attention):
+    result = check_block(get(block), get(attention), torch.bfloat16)
+    assert result.check == "float64_block" and result.passed, result.message
 
 
 def test_declaration_is_not_inherited(registered_blocks):
     result = check_block(get("test_undeclared"), get("naive"), torch.float32)
-    assert result.status == "skipped" and "encoder_layer_config" in result.message
+    assert result.check == "float64_block"
+    assert "structure" not in {a.quantity for a in result.agreements}
+
+
+def test_float64_block_check_catches_a_broken_attention():
+    """A wrong attention inside a block shows against the block's own float64 computation."""
+    from tests.mutants import registered
+
+    with registered():
+        result = check_block(get("sandwich"), get("mut_scale_dmodel"), torch.float32)
+    assert result.check == "float64_block" and result.passed is False, result.message
 
 
 def test_cli_runs_blocks_on_the_chosen_attention_only(capsys):

@@ -1,4 +1,5 @@
-"""Blocks against ``torch.nn.TransformerEncoderLayer``, on every attention variant.
+"""Blocks against ``torch.nn.TransformerEncoderLayer`` (or their own float64 computation), on
+every attention variant.
 
 A block class that declares ``encoder_layer_config`` (e.g. ``{"norm_first": True}``) promises
 to compute exactly what ``TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=0,
@@ -9,6 +10,11 @@ that in float64 as the reference, and judges the block in the test dtype by the 
 with ``pt`` = the same block on the ``naive`` attention in the test dtype. Outputs, the input
 gradient and two weight gradients (through attention: qkv; through the FFN: linear1) are
 compared.
+
+A block without such a declaration (RMSNorm, DeepNorm, QK-norm, ...) is judged against its own
+float64 computation on ``naive`` attention (check "float64_block"): that proves it runs right
+on every attention variant; tests/test_norm_blocks.py checks its definition against the
+formula.
 
 That ``pt`` shares any mistake of the block itself (a misplaced norm makes block and textbook
 wrong alike, and the ratio stays ~1), so a structure guard comes first: the block in float64
@@ -80,45 +86,46 @@ def _make_block(block: Variant, attention: str, dtype: torch.dtype, device: str,
 def check_block(block: Variant, attention: Variant, dtype: torch.dtype, device: str = "cpu",
                 seed: int = 0) -> CheckResult:
     """``block`` on ``attention`` in ``dtype`` vs TransformerEncoderLayer in float64."""
-    check = "encoder_layer"
+    config = encoder_layer_config(block)
+    check = "encoder_layer" if config is not None else "float64_block"
     case = Case(B=B, Hq=N_HEADS, N=N, D=D_MODEL // N_HEADS, dtype=dtype, device=device,
                 causal=True, backward=True)
-    config = encoder_layer_config(block)
-    if config is None:
-        result = skipped(check, block.name, case, "declares no TransformerEncoderLayer "
-                         "equivalent (encoder_layer_config), so it is checked by its own tests")
-    else:
-        reasons = [f"block: {r}" for r in not_supported_reasons(block, case)]
-        reasons += [f"attention: {r}" for r in not_supported_reasons(attention, case)]
-        result = skipped(check, block.name, case, reasons) if reasons else None
-    if result is None:
-        result = _compare_block(block, attention, case, config, seed)
+    reasons = [f"block: {r}" for r in not_supported_reasons(block, case)]
+    reasons += [f"attention: {r}" for r in not_supported_reasons(attention, case)]
+    result = (skipped(check, block.name, case, reasons) if reasons
+              else _compare_block(block, attention, case, config, seed))
     result.extra["attention"] = attention.name
     result.case = f"{result.case}-d{D_MODEL}"
     return result
 
 
-def _compare_block(block: Variant, attention: Variant, case: Case, config: dict,
+def _compare_block(block: Variant, attention: Variant, case: Case, config: dict | None,
                    seed: int) -> CheckResult:
+    """With a TransformerEncoderLayer equivalent, PyTorch's layer in float64 is the reference.
+    Without one, the block's own float64 computation on ``naive`` attention is: that checks
+    the block on every attention variant, while its definition is checked by its own tests."""
     gen = generator(seed)
     x = randn((B, N, D_MODEL), case.dtype, case.device, gen)
     dout = randn((B, N, D_MODEL), case.dtype, case.device, gen)
     params = ["attn.qkv.weight", "ffn.linear1.weight"]
     ours = _make_block(block, attention.name, case.dtype, case.device, seed)
-    theirs = encoder_layer(ours, config)
-    mask = nn.Transformer.generate_square_subsequent_mask(N, device=case.device,
-                                                          dtype=torch.float64)
-
-    def layer(dtype: torch.dtype) -> torch.Tensor:
-        return _run(theirs.to(dtype), x.to(dtype), dout, ["self_attn.in_proj_weight",
-                    "linear1.weight"], src_mask=mask.to(dtype), is_causal=True)
-
-    ref, ref_grads = layer(torch.float64)
-    layer32, _ = layer(torch.float32)
     block64 = _make_block(block, "naive", torch.float64, case.device, seed)
     block64.load_state_dict(ours.state_dict())  # the test dtype's rounded weights, exactly
-    structure, _ = _run(block64, x.double(), dout, params)
-    agreements = [compare("structure", structure, ref, [layer32], C_OUTPUT)]
+    structure, structure_grads = _run(block64, x.double(), dout, params)
+    if config is None:
+        ref, ref_grads, agreements = structure, structure_grads, []
+    else:
+        theirs = encoder_layer(ours, config)
+        mask = nn.Transformer.generate_square_subsequent_mask(N, device=case.device,
+                                                              dtype=torch.float64)
+
+        def layer(dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            return _run(theirs.to(dtype), x.to(dtype), dout, ["self_attn.in_proj_weight",
+                        "linear1.weight"], src_mask=mask.to(dtype), is_causal=True)
+
+        ref, ref_grads = layer(torch.float64)
+        layer32, _ = layer(torch.float32)
+        agreements = [compare("structure", structure, ref, [layer32], C_OUTPUT)]
     textbook = _make_block(block, "naive", case.dtype, case.device, seed)
     out, grads = _run(ours, x, dout, params)
     pt, pt_grads = _run(textbook, x, dout, params)
@@ -126,6 +133,7 @@ def _compare_block(block: Variant, attention: Variant, case: Case, config: dict,
     for name, g, r, p in zip(["dx", "dqkv_weight", "dlinear1_weight"], grads, ref_grads,
                              pt_grads, strict=True):
         agreements.append(compare(name, g, r, [p], C_GRAD))
-    result = from_agreements("encoder_layer", block.name, case, agreements, "grad")
+    check = "encoder_layer" if config is not None else "float64_block"
+    result = from_agreements(check, block.name, case, agreements, "grad")
     result.dtype = dtype_name(case.dtype)
     return result
