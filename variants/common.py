@@ -25,14 +25,16 @@ def expand_kv(k: torch.Tensor, v: torch.Tensor, Hq: int) -> tuple[torch.Tensor, 
 
 
 def causal_mask(N: int, S: int, device: torch.device | str, alignment: str = "top_left",
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None, cols: range | None = None) -> torch.Tensor:
     """(N, S) bool, True where query i may see key j.
 
     top_left (SDPA): j <= i. bottom_right (FlashAttention >= 2.1): j <= i + S - N.
-    ``rows`` selects a subset of query indices (the benchmark's sampled-row accuracy check).
+    ``rows`` selects a subset of query indices (the benchmark's sampled-row accuracy check),
+    ``cols`` a range of keys (one key block of the tiled variant).
     """
     i = torch.arange(N, device=device) if rows is None else rows.to(device)
-    j = torch.arange(S, device=device)
+    j = torch.arange(S, device=device) if cols is None else torch.arange(
+        cols.start, cols.stop, device=device)
     offset = S - N if alignment == "bottom_right" else 0
     return j[None, :] <= i[:, None] + offset  # (N, S)
 

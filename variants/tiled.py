@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from variants.common import default_scale, expand_kv
+from variants.common import causal_mask, default_scale, expand_kv
 from variants.registry import register_attention
 
 BLOCK_S = 64
@@ -28,9 +28,8 @@ def _block_mask(N: int, start: int, stop: int, causal: bool, attn_mask: torch.Te
     Built one block at a time so that no N x S mask is ever materialised.
     """
     mask = None
-    if causal:  # top-left: query i sees key j when j <= i
-        i = torch.arange(N, device=device)[:, None]
-        mask = torch.arange(start, stop, device=device)[None, :] <= i  # (N, bs)
+    if causal:
+        mask = causal_mask(N, N, device, cols=range(start, stop))  # (N, bs), top-left
     if attn_mask is not None:
         block = attn_mask[..., start:stop] if attn_mask.shape[-1] > 1 else attn_mask
         mask = block if mask is None else block & mask
