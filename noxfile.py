@@ -43,7 +43,7 @@ def report(session: nox.Session) -> None:
     """The comparison report: `nox -s report -- RESULTS_DIR ... [--out DIR] [--baseline V]`
     (default: every results directory under results/latest); prints the page's path."""
     install_project(session)
-    session.run("python", "-m", "bench", "report", *(session.posargs or ["results/latest"]))
+    session.run("python", "-m", "attnbench", "report", *(session.posargs or ["results/latest"]))
 
 
 @nox.session(python=PYTHON)
@@ -53,7 +53,7 @@ def gate(session: nox.Session) -> None:
     `attnbench gate` arguments after `--` (e.g. `-- --base main --allow-dirty`)."""
     install_project(session)
     args = session.posargs or ["--base", "HEAD~1", "--allow-missing-base"]
-    session.run("python", "-m", "bench", "gate", *args)
+    session.run("python", "-m", "attnbench", "gate", *args)
 
 
 @nox.session(python=PYTHON)
@@ -62,12 +62,12 @@ def bench(session: nox.Session) -> None:
     results/latest/ (each run replaces the previous one), then says where they are."""
     install_project(session)
     # A failed check (exit 1) is a finding for the report, not a reason to stop the job.
-    session.run("python", "-m", "bench", "verify", "--out", "results/latest/verify", "--force",
+    session.run("python", "-m", "attnbench", "verify", "--out", "results/latest/verify", "--force",
                 success_codes=[0, 1])
-    session.run("python", "-m", "bench", "bench", "--preset", "quick",
+    session.run("python", "-m", "attnbench", "bench", "--preset", "quick",
                 "--out", "results/latest/throughput", "--force")
-    session.run("python", "-m", "bench", "stability", "--preset", "quick",
+    session.run("python", "-m", "attnbench", "stability", "--preset", "quick",
                 "--out", "results/latest/stability", "--force", success_codes=[0, 1])
     session.log("results: results/latest/ (verify/, throughput/, stability/)")
-    session.run("python", "-m", "bench", "report", "results/latest",  # prints the page's path
+    session.run("python", "-m", "attnbench", "report", "results/latest",  # prints the page's path
                 "--out", "results/latest/report")

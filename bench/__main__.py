@@ -1,7 +1,8 @@
-"""``python3 -m bench`` is ``attnbench`` without installing (the GPU machine has no pip/nox)."""
+"""``python -m attnbench`` (installed) or ``python3 -m bench`` (a plain checkout: the GPU
+machine has no pip or nox; importing ``bench`` registered it as ``attnbench``)."""
 
 import sys
 
-from bench.cli import main
+from attnbench.cli import main
 
 sys.exit(main())

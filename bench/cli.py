@@ -16,11 +16,11 @@ import json
 import sys
 from typing import Any
 
-from bench.runtime import configure_triton
+from attnbench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
-COMMANDS = ("bench.cli_list", "bench.cli_verify", "bench.cli_bench", "bench.cli_report",
-            "bench.cli_stability", "bench.cli_gate")
+COMMANDS = ("attnbench.cli_list", "attnbench.cli_verify", "attnbench.cli_bench",
+            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate")
 
 
 class UsageError(Exception):
@@ -42,19 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_variants(plugins: list[str]) -> list[str]:
-    """Import the built-in variants and the plugins; returns the plugin modules loaded."""
-    import variants  # noqa: F401  (registers the built-ins)
-    from variants.plugins import load_plugins
-
-    return load_plugins(plugins)
-
-
 def main(argv: list[str] | None = None) -> int:
     configure_triton()  # before anything imports a Triton kernel
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from attnbench.variants.plugins import load_variants
+
         args.plugins_loaded = load_variants(args.plugin)
         return int(args.func(args) or 0)
     except UsageError as exc:
@@ -65,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as exc:  # environment errors: plugin import, unwritable dirs, bad files
-        from bench.results import ResultsError
-        from variants.plugins import PluginError
+        from attnbench.results import ResultsError
+        from attnbench.variants.plugins import PluginError
 
         if isinstance(exc, PluginError | ResultsError | KeyError | ValueError):
             message = exc.args[0] if isinstance(exc, KeyError) else exc

@@ -14,15 +14,14 @@ import argparse
 import time
 from pathlib import Path
 
+from attnbench.provenance import now_iso
+from attnbench.throughput.cases import MODES
+from attnbench.throughput.models import FLOP_CONVENTION
+from attnbench.throughput.presets import available_presets, load_preset
+from attnbench.throughput.runner import RunConfig, plan, run_throughput, triage
+from attnbench.throughput.selection import Selection
+from attnbench.variants.registry import dtype_name, get, parse_dtype
 from tabulate import tabulate
-
-from bench.provenance import now_iso
-from bench.throughput.cases import MODES
-from bench.throughput.models import FLOP_CONVENTION
-from bench.throughput.presets import available_presets, load_preset
-from bench.throughput.runner import RunConfig, plan, run_throughput, triage
-from bench.throughput.selection import Selection
-from variants.registry import dtype_name, get, parse_dtype
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,7 +66,7 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
+    from attnbench.cli import UsageError
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads: expected an integer >= 1, got {args.threads}")

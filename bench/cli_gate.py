@@ -18,11 +18,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.gate.measure import PRESETS, GateSettings, Preset, compare_sides
-from bench.gate.report import GateReport, render_markdown, write_outputs
-from bench.gate.sides import SideSpec, WorkerError
-from bench.gate.verdicts import MEMORY_ABS, MEMORY_REL, TimePolicy
-from bench.gate.worktree import (
+from attnbench.gate.measure import PRESETS, GateSettings, Preset, compare_sides
+from attnbench.gate.report import GateReport, render_markdown, write_outputs
+from attnbench.gate.sides import SideSpec, WorkerError
+from attnbench.gate.verdicts import MEMORY_ABS, MEMORY_REL, TimePolicy
+from attnbench.gate.worktree import (
     GitError,
     checked_out,
     describe,
@@ -89,7 +89,7 @@ def settings_from(args: argparse.Namespace) -> GateSettings:
 
 
 def _usage(message: str) -> Exception:
-    from bench.cli import UsageError
+    from attnbench.cli import UsageError
 
     return UsageError(message)
 
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         if args.self_check:
-            from bench.gate.selfcheck import run_self_check, write_self_check
+            from attnbench.gate.selfcheck import run_self_check, write_self_check
 
             if not has_variants_package(Path.cwd()):
                 raise _usage(f"--self-check: run it from the repository root ({Path.cwd()} "
@@ -141,7 +141,7 @@ def _log(message: str) -> None:
 
 
 def _stored(args: argparse.Namespace, settings: GateSettings) -> GateReport:
-    from bench.gate.stored import compare_results
+    from attnbench.gate.stored import compare_results
 
     findings, notes, base, head = compare_results(
         args.baseline, args.results, memory_rel=MEMORY_REL, memory_abs=MEMORY_ABS,

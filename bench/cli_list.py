@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from attnbench.variants.registry import Case, dtype_name, list_variants, not_supported_reasons
 from tabulate import tabulate
-
-from variants.registry import Case, dtype_name, list_variants, not_supported_reasons
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import print_json
+    from attnbench.cli import print_json
 
     found = list_variants(args.kind)
     if args.json:

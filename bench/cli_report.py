@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports import write_report
+    from attnbench.reports import write_report
 
     files = write_report(args.results, args.out, baseline=args.baseline, gate_path=args.gate)
     print(f"report: {files.index}")

@@ -9,7 +9,7 @@ import importlib
 import textwrap
 from concurrent.futures import Executor
 
-from bench.stability.presets import PRESETS
+from attnbench.stability.presets import PRESETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -43,8 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def check_variants(blocks: list[str] | None, attention: str | None) -> None:
     """Every named variant exists, has the right kind, and trains on this CPU."""
-    from bench.cli import UsageError
-    from variants.registry import Case, get, not_supported_reasons
+    from attnbench.cli import UsageError
+    from attnbench.variants.registry import Case, get, not_supported_reasons
 
     for name, kind in [*((b, "block") for b in blocks or []), (attention, "attention")]:
         if name is None:
@@ -61,7 +61,7 @@ def check_variants(blocks: list[str] | None, attention: str | None) -> None:
 
 
 def load_executor(spec: str) -> Executor:
-    from bench.cli import UsageError
+    from attnbench.cli import UsageError
 
     module_name, _, function = spec.partition(":")
     if not module_name or not function:
@@ -80,9 +80,9 @@ def load_executor(spec: str) -> Executor:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from bench.cli import UsageError
-    from bench.stability.presets import Preset
-    from bench.stability.sweep import run_stability
+    from attnbench.cli import UsageError
+    from attnbench.stability.presets import Preset
+    from attnbench.stability.sweep import run_stability
 
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"- {f.slug}: {mark[f.reproduced]}. {f.claim} [{f.source}]")
         print(textwrap.fill(f.evidence, width=100, initial_indent="    ",
                             subsequent_indent="    "))
-    from bench.results import load_results
+    from attnbench.results import load_results
 
     frame = load_results(args.out)
     return 1 if (frame["status"] == "error").any() else 0

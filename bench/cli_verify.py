@@ -20,17 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tabulate import tabulate
-
-from bench.verify.result import CheckResult
-from bench.verify.runner import (
+from attnbench.variants.registry import dtype_name, get, list_variants, parse_dtype
+from attnbench.verify.result import CheckResult
+from attnbench.verify.runner import (
     ATTENTION_CHECKS,
     CHECK_NAMES,
     reference_gradcheck,
     verify_attention,
     verify_blocks,
 )
-from variants.registry import dtype_name, get, list_variants, parse_dtype
+from tabulate import tabulate
 
 DEFAULT_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -60,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _select(args: argparse.Namespace) -> tuple[list, list, list[torch.dtype], list[str] | None]:
-    from bench.cli import UsageError
+    from attnbench.cli import UsageError
 
     names = [n for item in args.variant for n in item.split(",") if n]
     known = {v.name for v in list_variants()}
@@ -247,7 +246,7 @@ def open_results(args: argparse.Namespace) -> Callable[..., None]:
     case per result, metric ``passed`` (1/0) and, when measured, ``error_ratio`` (with column
     ``bound``); skipped results are status "skipped" + reason, raised ones "error" + reason.
     Calling it again with a longer list records only the results not yet written."""
-    from bench.results import ResultsWriter, check_restart_flags, variant_catalog
+    from attnbench.results import ResultsWriter, check_restart_flags, variant_catalog
 
     check_restart_flags(args.out, resume=False, force=getattr(args, "force", False))
     writer = ResultsWriter(args.out, "verify", argv=sys.argv, seeds={"seed": args.seed},

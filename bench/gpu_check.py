@@ -3,8 +3,8 @@
 Runs on the GPU machine from the repository root with only its own packages (Python 3.12,
 torch 2.11, triton 3.6; no nox, no network, no install):
 
-    python3 -m bench.gpu_check --out results/gpu          # about 6-8 minutes on one H200
-    python3 -m bench.gpu_check --out results/gpu --skip-bench   # correctness only (~1-2 min)
+    python3 -m attnbench.gpu_check --out results/gpu          # about 6-8 minutes on one H200
+    python3 -m attnbench.gpu_check --out results/gpu --skip-bench   # correctness only (~1-2 min)
 
 1. Correctness (suite "verify", ``OUT/verify``):
    - every check of ``attnbench verify`` (agreement, properties, adversarial inputs) on CUDA
@@ -34,8 +34,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-
-from bench.runtime import configure_triton
+from attnbench.runtime import configure_triton
 
 DTYPES = (torch.bfloat16, torch.float16)
 VARIANTS = ("triton_flash", "sdpa_flash")
@@ -54,10 +53,10 @@ def correctness(out: Path, seed: int, *, device: str = "cuda", variants: tuple[s
 
     The keyword arguments exist so the test suite can run this same code on CPU at tiny shapes.
     """
-    from bench.cli_verify import open_results
-    from bench.verify.agreement import check_agreement
-    from bench.verify.runner import verify_attention
-    from variants.registry import Case, get
+    from attnbench.cli_verify import open_results
+    from attnbench.variants.registry import Case, get
+    from attnbench.verify.agreement import check_agreement
+    from attnbench.verify.runner import verify_attention
 
     record = open_results(SimpleNamespace(out=out, seed=seed, plugins_loaded=[], force=True))
     results: list = []
@@ -84,7 +83,7 @@ def correctness(out: Path, seed: int, *, device: str = "cuda", variants: tuple[s
 
 def throughput(out: Path) -> int:
     """Step 2: the gpu preset, through the same CLI a user runs."""
-    from bench.cli import main
+    from attnbench.cli import main
 
     return main(["bench", "--preset", "gpu", "--device", "cuda", "--out", str(out), "--force"])
 
@@ -107,8 +106,7 @@ def _ratio(frame: Any, variant: str, baseline: str, **where: Any) -> list[dict[s
 def targets(throughput_dir: Path) -> dict[str, Any]:
     """Step 3: the issue's targets, each a ratio measured within this one run."""
     import pandas as pd
-
-    from bench.results import load_results
+    from attnbench.results import load_results
 
     df = load_results(throughput_dir)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
@@ -165,7 +163,7 @@ def write_summary(out: Path, results: list, numbers: dict[str, Any] | None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m bench.gpu_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python3 -m attnbench.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/gpu", help="output directory")
     parser.add_argument("--skip-bench", action="store_true", help="correctness only")
@@ -175,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("gpu_check: error: no CUDA device on this machine", file=sys.stderr)
         return 2
-    import variants  # noqa: F401  (registers the built-ins)
+    import attnbench.variants  # noqa: F401  (registers the built-ins)
 
     out, started = Path(args.out), time.monotonic()
     out.mkdir(parents=True, exist_ok=True)  # a rerun replaces the previous check (--force)
@@ -185,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         throughput(out / "throughput")
         numbers = targets(out / "throughput")
     write_summary(out, results, numbers, time.monotonic() - started)
-    from bench.cli import main as cli
+    from attnbench.cli import main as cli
 
     dirs = [str(out / "verify")] + ([] if args.skip_bench else [str(out / "throughput")])
     cli(["report", *dirs, "--out", str(out / "report")])

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from bench.provenance import collect_provenance, now_iso
+from attnbench.provenance import collect_provenance, now_iso
 
 SCHEMA = "attnbench-results/1"
 RESULTS, SAMPLES, PROVENANCE = "results.jsonl", "samples.jsonl", "provenance.json"
@@ -194,7 +193,7 @@ def load_provenance(results_dir: str | Path) -> dict[str, Any]:
 def variant_catalog() -> dict[str, dict[str, Any]]:
     """Every registered variant's kind, summary and capabilities, for provenance records (the
     report draws its capability matrix from results files alone)."""
-    from variants.registry import list_variants
+    from attnbench.variants.registry import list_variants
 
     return {v.name: {"kind": v.kind, "doc": v.doc, "module": v.module,
                      "capabilities": v.caps.as_dict()} for v in list_variants()}

@@ -27,7 +27,7 @@ def triton_available() -> str | None:
     """None when our Triton kernels can run here; otherwise a human-readable reason why not."""
     if importlib.util.find_spec("triton") is None:
         return "triton not installed"
-    fwd = sys.modules.get("kernels.flash_fwd")
+    fwd = sys.modules.get("attnbench.kernels.flash_fwd")
     if fwd is not None and fwd.INTERPRETED != interpreter_active():
         # The jit decorators already ran in the other mode; they cannot be switched afterwards.
         return (

@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from kernels import triton_available
+from attnbench.kernels import triton_available
 
 FP32_DOT_PRECISION: str = "ieee"
 """tl.dot input precision for fp32 inputs: "ieee" (default) or "tf32" (or "tf32x3").
@@ -69,7 +68,7 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 
 def _interpreted() -> bool:
-    from kernels.flash_fwd import INTERPRETED
+    from attnbench.kernels.flash_fwd import INTERPRETED
     return INTERPRETED
 
 
@@ -79,7 +78,7 @@ def flash_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward pass only. Returns (out (B, Hq, N, Dv) in q's dtype, lse (B, Hq, N) float32)."""
     _check(q, k, v)
-    from kernels.flash_fwd import flash_fwd
+    from attnbench.kernels.flash_fwd import flash_fwd
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     return flash_fwd(q, k, v, causal, scale, fp32_precision=FP32_DOT_PRECISION)
 
@@ -92,7 +91,7 @@ def flash_attention_backward(
     _check(q, k, v)
     if do.shape != out.shape:
         raise ValueError(f"dO shape {tuple(do.shape)} != out shape {tuple(out.shape)}")
-    from kernels.flash_bwd import flash_bwd
+    from attnbench.kernels.flash_bwd import flash_bwd
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     return flash_bwd(do.to(q.dtype), q, k, v, out, lse, causal, scale,
                      fp32_precision=FP32_DOT_PRECISION)

@@ -23,8 +23,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from kernels.flash_fwd import AUTOTUNE_KEY, LOG2E, block_dim, dot_settings, make_configs
+from attnbench.kernels.flash_fwd import AUTOTUNE_KEY, LOG2E, block_dim, dot_settings, make_configs
 
 # The dK/dV kernel's outer tile is BLOCK_N keys, the dQ kernel's is BLOCK_M queries; each
 # prefers a long outer tile and a short inner one (as in the Triton tutorial: 128 x 32).

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports import figures, html, markdown, summary
-from reports.document import Figure, Section
-from reports.load import Bundle, load_bundle
-from reports.sections import (
+from attnbench.reports import figures, html, markdown, summary
+from attnbench.reports.document import Figure, Section
+from attnbench.reports.load import Bundle, load_bundle
+from attnbench.reports.sections import (
     blocks,
     capabilities,
     correctness,

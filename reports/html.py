@@ -11,7 +11,7 @@ import base64
 import html
 import struct
 
-from reports.document import Cell, Figure, Item, Note, Paragraph, Section, Table
+from attnbench.reports.document import Cell, Figure, Item, Note, Paragraph, Section, Table
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from bench.results import (
+from attnbench.results import (
     RESULTS,
     SAMPLES,
     STATUSES,
@@ -94,7 +93,7 @@ class Bundle:
         """One colour per variant or block name, the same in every figure. Names with measured
         rows get the first (most distinct) colours; blocks and attention variants never share
         a figure, so each set starts at colour one."""
-        from reports.figures import COLORS
+        from attnbench.reports.figures import COLORS
 
         catalog = self.catalog()
         rows = self.table[~self.table["case_id"].astype(str).str.startswith("finding:")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from reports.document import Cell, Figure, Item, Note, Paragraph, Section, Table
+from attnbench.reports.document import Cell, Figure, Item, Note, Paragraph, Section, Table
 
 FIGURES_DIR = "figures"
 MARKS = {"good": "✓ ", "bad": "✗ ", "warn": "⚠ ", "muted": "", "": ""}

@@ -10,10 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-
-from reports.document import Cell, Note, Paragraph, Section, fmt, fmt_lr, not_measured, table
-from reports.load import Bundle, ensure, sort_key, wide
-from reports.sections.common import (
+from attnbench.reports.document import (
+    Cell,
+    Note,
+    Paragraph,
+    Section,
+    fmt,
+    fmt_lr,
+    not_measured,
+    table,
+)
+from attnbench.reports.load import Bundle, ensure, sort_key, wide
+from attnbench.reports.sections.common import (
     SHAPE,
     attention_cases,
     case_text,
@@ -198,7 +206,7 @@ def findings(bundle: Bundle) -> list[list[Any]]:
 def gate_line(bundle: Bundle) -> Note:
     if bundle.gate is None:
         return not_measured("performance gate", "no --gate verdict file given")
-    from reports.sections.gate import tone
+    from attnbench.reports.sections.gate import tone
 
     bad = sum(tone(f) == "bad" for f in bundle.gate)
     verdict = bundle.gate_meta.get("verdict") or ("fail" if bad else "pass")

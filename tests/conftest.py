@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bench.runtime import configure_triton
+from attnbench.runtime import configure_triton
 
 configure_triton()  # must precede any import of a Triton kernel
 

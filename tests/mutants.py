@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import torch
-
-from variants.common import causal_mask, default_scale
-from variants.registry import register_attention, unregister
+from attnbench.variants.common import causal_mask, default_scale
+from attnbench.variants.registry import register_attention, unregister
 
 
 def broken(q, k, v, *, causal=False, scale=None, attn_mask=None, model_scale=False,

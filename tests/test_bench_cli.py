@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bench.cli import main
+from attnbench.cli import main
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

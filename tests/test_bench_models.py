@@ -7,17 +7,16 @@ import math
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from bench.throughput.cases import BenchCase, make_call
-from bench.throughput.memory import peak_memory_bytes
-from bench.throughput.models import (
+from attnbench.throughput.cases import BenchCase, make_call
+from attnbench.throughput.memory import peak_memory_bytes
+from attnbench.throughput.models import (
     attention_flops,
     attention_memory_bytes,
     block_flops,
     fit_exponent,
     visible_pairs,
 )
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def case(**kw) -> BenchCase:

@@ -12,11 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from bench.results import REQUIRED_COLUMNS, load_provenance, load_results, load_samples
-from bench.throughput.presets import load_preset
-from bench.throughput.runner import RunConfig, run_throughput
-from bench.throughput.selection import Selection
+from attnbench.results import REQUIRED_COLUMNS, load_provenance, load_results, load_samples
+from attnbench.throughput.presets import load_preset
+from attnbench.throughput.runner import RunConfig, run_throughput
+from attnbench.throughput.selection import Selection
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS = {"time_median_s", "time_iqr_s", "time_n", "flops", "tflops", "peak_fraction",
@@ -63,7 +62,7 @@ mode = "fwd"
 FAULTY_PLUGIN = '''
 import time
 import torch
-from variants.registry import register_attention
+from attnbench.variants.registry import register_attention
 
 @register_attention("bench_test_raises")
 def raises(q, k, v, *, causal=False, scale=None, attn_mask=None):
@@ -129,7 +128,7 @@ def cli(*args: str, env_extra: dict[str, str] | None = None, plugin_dir: Path | 
     env = {**os.environ, **(env_extra or {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(plugin_dir or ""), str(REPO),
                                                     env.get("PYTHONPATH", "")) if p)
-    return subprocess.Popen([sys.executable, "-m", "bench", "bench", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "attnbench", "bench", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

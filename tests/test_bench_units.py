@@ -6,13 +6,12 @@ import time
 
 import pytest
 import torch
-
-from bench.throughput.accuracy import error_ratio, sample_rows
-from bench.throughput.cases import BenchCase, make_call
-from bench.throughput.measure import CaseFailure, check_finite, measure_case
-from bench.throughput.presets import available_presets, expand, load_preset
-from bench.throughput.selection import Selection, parse_filter
-from bench.throughput.timing import TimingSettings, cpu_clock, summarize, time_callable
+from attnbench.throughput.accuracy import error_ratio, sample_rows
+from attnbench.throughput.cases import BenchCase, make_call
+from attnbench.throughput.measure import CaseFailure, check_finite, measure_case
+from attnbench.throughput.presets import available_presets, expand, load_preset
+from attnbench.throughput.selection import Selection, parse_filter
+from attnbench.throughput.timing import TimingSettings, cpu_clock, summarize, time_callable
 
 FAST = TimingSettings(max_time=0.01, min_rounds=2, warmup=0)
 

@@ -7,14 +7,13 @@ tests. A block that declares a configuration it does not implement must fail.
 
 from __future__ import annotations
 
+import attnbench.variants  # noqa: F401
 import pytest
 import torch
-
-import variants  # noqa: F401
-from bench.cli import main
-from bench.verify.blocks import check_block, encoder_layer_config
-from variants.blocks import PostLN, PreLN
-from variants.registry import dtype_name, get, list_variants, register_block, unregister
+from attnbench.cli import main
+from attnbench.variants.blocks import PostLN, PreLN
+from attnbench.variants.registry import dtype_name, get, list_variants, register_block, unregister
+from attnbench.verify.blocks import check_block, encoder_layer_config
 
 BLOCKS = [v.name for v in list_variants("block") if encoder_layer_config(v) is not None]
 UNDECLARED = [v.name for v in list_variants("block") if encoder_layer_config(v) is None]

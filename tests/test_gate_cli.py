@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bench.cli import main
-from bench.results import ResultsWriter
+from attnbench.cli import main
+from attnbench.results import ResultsWriter
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE_FILE = "variants/gate_probe_variant.py"
-PROBE = "from tests.plugin_examples.gate_common import register_probe\n\nregister_probe({})\n"
+PROBE = "from attnbench.testing.gate_common import register_probe\n\nregister_probe({})\n"
 
 
 def git(repo: Path, *args: str) -> None:
@@ -122,7 +121,7 @@ def test_a_head_whose_variants_do_not_import_is_a_regression(repo, tmp_path):
 
 def test_a_head_variant_that_raises_is_a_correctness_regression(repo, tmp_path):
     (repo / PROBE_FILE).write_text(
-        "from variants.registry import register_attention\n\n\n"
+        "from attnbench.variants.registry import register_attention\n\n\n"
         "@register_attention('gate_probe')\n"
         "def gate_probe(q, k, v, *, causal=False, scale=None, attn_mask=None):\n"
         "    raise RuntimeError('kernel launch failed')\n")
@@ -141,7 +140,7 @@ def test_sigterm_mid_run_still_removes_the_worktree(repo):
     """What a CI timeout does: the gate is killed politely while measuring."""
     args = ["gate", "--base", "HEAD~1", "--preset", "tiny", "--allow-dirty", "--out",
             str(repo / "out")]
-    script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.cli import main; "
+    script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from attnbench.cli import main; "
               f"sys.exit(main({args!r}))")  # this repository's code, run in the test repo
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bench.gate.measure import PRESETS, GateSettings
-from bench.gate.selfcheck import run_self_check, upper_bound, write_self_check
-from bench.gate.sides import DRIVER_ROOT
+from attnbench.gate.measure import PRESETS, GateSettings
+from attnbench.gate.selfcheck import run_self_check, upper_bound, write_self_check
+from attnbench.gate.sides import DRIVER_ROOT
 
 
 def test_upper_bound_of_a_rate():

@@ -7,17 +7,16 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from bench.gate.stats import (
+from attnbench.gate.stats import (
     _exact_u_distribution,
     bootstrap_ratio_ci,
     compare,
     mann_whitney_u,
     median_ratio,
 )
-from bench.gate.verdicts import TimePolicy, confirmed_verdict, needs_confirmation, time_verdict
+from attnbench.gate.verdicts import TimePolicy, confirmed_verdict, needs_confirmation, time_verdict
+from hypothesis import given
+from hypothesis import strategies as st
 
 POLICY = TimePolicy()
 

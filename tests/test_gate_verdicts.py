@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bench.gate.report import GateReport, load_report, render_markdown, write_outputs
-from bench.gate.stats import compare
-from bench.gate.verdicts import (
+from attnbench.gate.report import GateReport, load_report, render_markdown, write_outputs
+from attnbench.gate.stats import compare
+from attnbench.gate.verdicts import (
     CheckResult,
     Finding,
     TimePolicy,

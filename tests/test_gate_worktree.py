@@ -6,8 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from bench.gate.worktree import (
+from attnbench.gate.worktree import (
     GitError,
     checked_out,
     dirty_files,

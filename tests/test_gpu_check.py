@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.gpu_check import correctness, targets
-from bench.results import ResultsWriter, load_results
+from attnbench.gpu_check import correctness, targets
+from attnbench.results import ResultsWriter, load_results
 
 
 def test_correctness_records_every_check(tmp_path: Path) -> None:
@@ -51,7 +50,7 @@ def test_targets_are_same_run_ratios(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA path")
 def test_refuses_without_cuda(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.gpu_check import main
+    from attnbench.gpu_check import main
 
     assert main(["--out", str(tmp_path)]) == 2
     assert "no CUDA device" in capsys.readouterr().err

@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 import re
 
+import attnbench.variants  # noqa: F401
 import pytest
 import torch
-
-import variants  # noqa: F401
-from variants.registry import get, list_variants
+from attnbench.variants.registry import get, list_variants
 
 ATTENTION = [v.name for v in list_variants("attention")]
 B, H, N, S, D = 2, 2, 4, 6, 8

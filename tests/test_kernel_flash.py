@@ -23,15 +23,14 @@ import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
 import pytest  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from kernels import interpreter_active, triton_available  # noqa: E402
-from kernels.flash_attn import (  # noqa: E402
+from attnbench.kernels import interpreter_active, triton_available  # noqa: E402
+from attnbench.kernels.flash_attn import (  # noqa: E402
     flash_attention,
     flash_attention_backward,
     flash_attention_forward,
 )
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 REASON = triton_available()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Triton kernels: {REASON}")
@@ -230,8 +229,8 @@ def test_random_shapes(N, S, D, Dv, heads, causal, dtype):
 def test_outputs_written_exactly_in_bounds(causal, dtype):
     """NaN-poisoned output buffers: every in-bounds element written (no NaN left), every
     element outside the view untouched (still NaN), and results equal to fresh allocations."""
-    from kernels.flash_bwd import flash_bwd
-    from kernels.flash_fwd import flash_fwd
+    from attnbench.kernels.flash_bwd import flash_bwd
+    from attnbench.kernels.flash_fwd import flash_fwd
 
     B, Hq, Hkv, N, S, D, Dv = 1, 2, 1, 65, 100, 40, 24
     q, k, v, do = make_inputs(B, Hq, Hkv, N, S, D, Dv, dtype, layout="poisoned")

@@ -6,12 +6,11 @@ caught each mutant (run with -s to see it), which doubles as a map of what each 
 
 from __future__ import annotations
 
+import attnbench.variants  # noqa: F401
 import mutants
 import pytest
-
-import variants  # noqa: F401
-from bench.verify import verify_attention
-from variants.registry import dtype_name, get, list_variants
+from attnbench.variants.registry import dtype_name, get, list_variants
+from attnbench.verify import verify_attention
 
 
 @pytest.fixture(scope="module")

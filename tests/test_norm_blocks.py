@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import math
 
+import attnbench.variants  # noqa: F401  (registers the built-ins)
 import pytest
 import torch
+from attnbench.variants.blocks import SelfAttention
+from attnbench.variants.gpt import GPT, GPTConfig
+from attnbench.variants.norm_blocks import DeepNorm
+from attnbench.variants.registry import Case, get, list_variants, not_supported_reasons
 from torch.nn import functional as F
-
-import variants  # noqa: F401  (registers the built-ins)
-from variants.blocks import SelfAttention
-from variants.gpt import GPT, GPTConfig
-from variants.norm_blocks import DeepNorm
-from variants.registry import Case, get, list_variants, not_supported_reasons
 
 NEW_BLOCKS = ["pre_rmsnorm", "deepnorm", "sandwich", "qk_norm"]
 B, N, C, H = 2, 8, 32, 4  # batch, length, d_model, heads

@@ -6,12 +6,11 @@ import json
 import sys
 from types import SimpleNamespace
 
+import attnbench.variants  # noqa: F401
 import pytest
-
-import variants  # noqa: F401
-from bench.cli import main
-from variants import plugins
-from variants.registry import get, list_variants, unregister
+from attnbench.cli import main
+from attnbench.variants import plugins
+from attnbench.variants.registry import get, list_variants, unregister
 
 TOY, BROKEN, RAISES = "plugin_toy", "plugin_broken", "plugin_raises"
 MODULE = "plugin_examples.toy_attention"
@@ -94,7 +93,7 @@ def test_plugin_variant_gets_exactly_the_same_checks(tmp_path, capsys):
                "--json", str(report)])
     data = json.loads(report.read_text())
     assert rc == 0, capsys.readouterr().out
-    from bench.verify import CHECK_NAMES
+    from attnbench.verify import CHECK_NAMES
 
     ran = {r["check"] for r in data["results"] if r["variant"] == TOY}
     assert ran == set(CHECK_NAMES)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import attnbench.variants  # noqa: F401
 import mutants
 import pytest
 import torch
+from attnbench.variants.registry import Case, dtype_name, get, list_variants, not_supported_reasons
+from attnbench.verify import adversarial, properties
+from attnbench.verify.strategies import cases, seeds
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
-
-import variants  # noqa: F401
-from bench.verify import adversarial, properties
-from bench.verify.strategies import cases, seeds
-from variants.registry import Case, dtype_name, get, list_variants, not_supported_reasons
 
 ATTENTION = [v.name for v in list_variants("attention")]
 CHECKS = [properties.permutation, properties.single_key, properties.identical_keys,
@@ -95,7 +94,7 @@ def test_each_property_flags_its_bug(broken, check, mutant):
 def test_grad_linearity_flags_a_backward_that_is_not_linear(broken):
     """A backward normalising dO (a bug that survives every single-dO comparison scaled
     consistently) breaks homogeneity and additivity."""
-    from variants.registry import register_attention, unregister
+    from attnbench.variants.registry import register_attention, unregister
 
     class Normalised(torch.autograd.Function):
         @staticmethod

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import attnbench.variants  # noqa: F401  (registers the built-ins)
 import pytest
 import torch
-
-import variants  # noqa: F401  (registers the built-ins)
-from variants.registry import (
+from attnbench.variants.registry import (
     Capabilities,
     Case,
     get,

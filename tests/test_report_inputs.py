@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from attnbench.cli import main
+from attnbench.reports import write_report
+from attnbench.results import ResultsError
 from test_report_render import FIXTURES, TITLES, Page
-
-from bench.cli import main
-from bench.results import ResultsError
-from reports import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 EVIL = '<script>alert("x")</script>'

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from attnbench.reports import write_report
 from test_report_render import TITLES, Page
-
-from reports import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_STABILITY = {
@@ -28,7 +27,7 @@ TINY_STABILITY = {
 
 
 def attnbench(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "attnbench", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 

@@ -11,8 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from reports import write_report
+from attnbench.reports import write_report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 TITLES = ["1. Summary", "2. Environment and provenance", "3. Capability and semantics matrix",

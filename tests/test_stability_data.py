@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.stability.data import CharData, CorpusError, CorpusRef, read_corpus
+from attnbench.stability.data import CharData, CorpusError, CorpusRef, read_corpus
 
 
 def test_default_corpus_is_the_stdlib_topics() -> None:

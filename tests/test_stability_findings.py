@@ -7,8 +7,7 @@ import math
 
 import pandas as pd
 import pytest
-
-from bench.stability.findings import (
+from attnbench.stability.findings import (
     depth_exponent,
     evaluate_findings,
     logit_finding,
@@ -79,7 +78,7 @@ def test_depth_exponent() -> None:
 
 
 def test_output_change_finding() -> None:
-    from bench.stability.findings import init_runs
+    from attnbench.stability.findings import init_runs
 
     linear, logarithmic = [d * 1e-4 for d in (2, 4, 6, 8, 12)], [
         math.log(d) * 1e-4 for d in (2, 4, 6, 8, 12)]

@@ -9,17 +9,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import attnbench.variants  # noqa: F401  (registers the built-ins)
 import pytest
 import torch
-
-import variants  # noqa: F401  (registers the built-ins)
-from bench.cli import main
-from bench.results import ResultsWriter, load_provenance, load_results, load_samples
-from bench.stability.data import CorpusRef
-from bench.stability.presets import PRESETS, Preset, PresetError
-from bench.stability.sweep import run_jobs, run_stability
-from variants.blocks import PreLN
-from variants.registry import register_block, unregister
+from attnbench.cli import main
+from attnbench.results import ResultsWriter, load_provenance, load_results, load_samples
+from attnbench.stability.data import CorpusRef
+from attnbench.stability.presets import PRESETS, Preset, PresetError
+from attnbench.stability.sweep import run_jobs, run_stability
+from attnbench.variants.blocks import PreLN
+from attnbench.variants.registry import register_block, unregister
 
 TINY = {
     "model": {"d_model": 16, "n_heads": 2, "block_size": 16, "batch_size": 4},
@@ -156,8 +155,8 @@ def test_dead_worker_is_isolated(tmp_path: Path, corpus: str,
     plugin = tmp_path / "stability_killer_plugin.py"
     plugin.write_text(textwrap.dedent("""
         import os
-        from variants.blocks import PreLN
-        from variants.registry import register_block
+        from attnbench.variants.blocks import PreLN
+        from attnbench.variants.registry import register_block
 
         @register_block("test_killer_block")
         class Killer(PreLN):

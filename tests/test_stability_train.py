@@ -7,17 +7,16 @@ import math
 import pickle
 from collections.abc import Iterator
 
+import attnbench.variants  # noqa: F401  (registers the built-ins)
 import pytest
 import torch
-
-import variants  # noqa: F401  (registers the built-ins)
-from bench.stability.common import ModelSpec
-from bench.stability.data import CorpusRef
-from bench.stability.diagnostics import InitJob, run_init
-from bench.stability.sweep import execute, local_pool
-from bench.stability.train import TrainJob, lr_at, run_train
-from variants.blocks import PreLN
-from variants.registry import register_block, unregister
+from attnbench.stability.common import ModelSpec
+from attnbench.stability.data import CorpusRef
+from attnbench.stability.diagnostics import InitJob, run_init
+from attnbench.stability.sweep import execute, local_pool
+from attnbench.stability.train import TrainJob, lr_at, run_train
+from attnbench.variants.blocks import PreLN
+from attnbench.variants.registry import register_block, unregister
 
 TINY = ModelSpec(d_model=16, n_heads=2, block_size=16, batch_size=4)
 

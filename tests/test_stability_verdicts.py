@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from bench.stability.verdicts import (
+from attnbench.stability.verdicts import (
     count_spikes,
     divergence_verdict,
     lowest_diverging_lr,

@@ -14,19 +14,13 @@ import math
 import os
 from dataclasses import replace
 
+import attnbench.variants  # noqa: F401
 import mutants
 import pytest
 import torch
-from hypothesis import example, given, settings
-
-import variants  # noqa: F401
-from bench.cli import main
-from bench.results import load_provenance, load_results
-from bench.verify import CHECK_NAMES, reference_gradcheck, verify_attention
-from bench.verify.agreement import check_case
-from bench.verify.strategies import cases, fit_case, seeds
-from bench.verify.tolerance import Budget, compare, rounding_floor
-from variants.registry import (
+from attnbench.cli import main
+from attnbench.results import load_provenance, load_results
+from attnbench.variants.registry import (
     Case,
     dtype_name,
     get,
@@ -35,6 +29,11 @@ from variants.registry import (
     register_attention,
     unregister,
 )
+from attnbench.verify import CHECK_NAMES, reference_gradcheck, verify_attention
+from attnbench.verify.agreement import check_case
+from attnbench.verify.strategies import cases, fit_case, seeds
+from attnbench.verify.tolerance import Budget, compare, rounding_floor
+from hypothesis import example, given, settings
 
 ATTENTION = [v.name for v in list_variants("attention")]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from variants.registry import (
+from attnbench.variants.registry import (
     Capabilities,
     Case,
     Variant,

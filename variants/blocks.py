@@ -13,9 +13,8 @@ linears, two norms) so weights can be copied across and the blocks checked again
 from __future__ import annotations
 
 import torch
+from attnbench.variants.registry import get, register_block
 from torch import nn
-
-from variants.registry import get, register_block
 
 
 class SelfAttention(nn.Module):

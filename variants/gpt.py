@@ -12,10 +12,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from attnbench.variants.registry import get
 from torch import nn
 from torch.nn import functional as F
-
-from variants.registry import get
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ It materialises the (B, Hq, N, S) score matrix, so its memory grows as N*S.
 from __future__ import annotations
 
 import torch
-
-from variants.common import default_scale, expand_kv, visible_mask
-from variants.registry import register_attention
+from attnbench.variants.common import default_scale, expand_kv, visible_mask
+from attnbench.variants.registry import register_attention
 
 
 def _scores(q: torch.Tensor, k: torch.Tensor, *, causal: bool, scale: float | None,

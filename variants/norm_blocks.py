@@ -18,10 +18,9 @@ why the stability benchmark turns it on only at evaluation points.
 from __future__ import annotations
 
 import torch
+from attnbench.variants.blocks import Block, PreLN
+from attnbench.variants.registry import register_block
 from torch import nn
-
-from variants.blocks import Block, PreLN
-from variants.registry import register_block
 
 
 @register_block("pre_rmsnorm")

@@ -1,8 +1,8 @@
 """Loading variants from outside this package: `--plugin MODULE`, ATTNBENCH_PLUGINS, entry points.
 
 A plugin is any importable module whose import registers variants with the decorators in
-``variants.registry``. Loading is idempotent per module, so a module named twice (flag and
-environment) registers once.
+``attnbench.variants.registry`` (``from attnbench import register_attention``). Loading is
+idempotent per module, so a module named twice (flag and environment) registers once.
 """
 
 from __future__ import annotations
@@ -43,3 +43,10 @@ def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> list[str]:
     for name in names:
         load_plugin(name)
     return names
+
+
+def load_variants(plugins: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Import the built-in variants, then the plugins (``load_plugins``); returns the plugin
+    modules loaded. Every entry point (CLI, benchmark workers, sweep jobs) starts here."""
+    importlib.import_module("attnbench.variants")  # registers the built-ins
+    return load_plugins(plugins)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from attnbench.variants.common import expand_kv, visible_mask
+from attnbench.variants.registry import register_attention
 from torch.nn.attention import SDPBackend, sdpa_kernel
-
-from variants.common import expand_kv, visible_mask
-from variants.registry import register_attention
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 

@@ -14,9 +14,8 @@ Fully masked rows (no visible key) produce 0 output and 0 gradient, like PyTorch
 from __future__ import annotations
 
 import torch
-
-from variants.common import causal_mask, default_scale, expand_kv
-from variants.registry import register_attention
+from attnbench.variants.common import causal_mask, default_scale, expand_kv
+from attnbench.variants.registry import register_attention
 
 BLOCK_S = 64
 

@@ -9,9 +9,8 @@ without the interpreter the variant reports itself unavailable instead of failin
 from __future__ import annotations
 
 import torch
-
-from kernels import interpreter_active, triton_available
-from variants.registry import register_attention
+from attnbench.kernels import interpreter_active, triton_available
+from attnbench.variants.registry import register_attention
 
 FP_LOW = (torch.float16, torch.bfloat16)
 
@@ -40,13 +39,13 @@ def triton_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: b
                          "(capability attn_mask=False); pass causal=True for causal masking")
     if q.device.type == "cpu" and (why := _cpu_reason()):
         raise RuntimeError(f"attention variant 'triton_flash': {why}")
-    from kernels.flash_attn import flash_attention
+    from attnbench.kernels.flash_attn import flash_attention
 
     return flash_attention(q, k, v, causal=causal, scale=scale)
 
 
 def _lse(q, k, v, *, causal=False, scale=None, attn_mask=None):
-    from kernels.flash_attn import flash_attention_forward
+    from attnbench.kernels.flash_attn import flash_attention_forward
 
     return flash_attention_forward(q, k, v, causal, scale)[1]
 

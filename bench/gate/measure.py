@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.gate.sides import SideSpec, Worker, WorkerError
-from bench.gate.stats import Comparison, compare
-from bench.gate.verdicts import (
+from attnbench.gate.sides import SideSpec, Worker, WorkerError
+from attnbench.gate.stats import Comparison, compare
+from attnbench.gate.verdicts import (
     MEMORY_ABS,
     MEMORY_REL,
     CheckResult,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.gate.verdicts import Finding, exit_code, worst_first
+from attnbench.gate.verdicts import Finding, exit_code, worst_first
 
 SCHEMA = "attnbench-gate/1"
 QUIET_VERDICTS = ("unchanged", "passed")

@@ -4,7 +4,7 @@ False alarms: A/A runs, the same tree on both sides (two independent worker proc
 as in a real run), repeated; every time comparison that ends "regressed" or "improved" is a
 false alarm, and so is any memory or correctness regression.
 
-Power: the test-only probe plugins (``tests/plugin_examples/gate_*.py``) inject one fault on
+Power: the probe plugins (``attnbench.testing.gate_*``) inject one fault on
 the head side against the faithful probe on the base side: about 1.3x the work, a memory
 regression, a correctness break. Each must fail the gate. The slowdown is timed in
 ``power_runs`` full gate runs (fresh worker processes each, screen + confirmation); every case
@@ -26,12 +26,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.gate.measure import GateSettings, Preset, compare_sides
-from bench.gate.sides import SideSpec
-from bench.gate.verdicts import exit_code
+from attnbench.gate.measure import GateSettings, Preset, compare_sides
+from attnbench.gate.sides import SideSpec
+from attnbench.gate.verdicts import exit_code
 
 PROBE = "gate_probe"
-PLUGINS = "tests.plugin_examples"
+PLUGINS = "attnbench.testing"
 MAX_FALSE_ALARM_RATE, MIN_AA_COMPARISONS, MIN_POWER = 0.01, 20, 0.95
 
 

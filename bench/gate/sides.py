@@ -1,6 +1,6 @@
 """The driver's end of a side: what a side is, and the handle on its worker subprocess.
 
-A worker (``python -m bench.gate.worker TREE``) answers one JSON request per line; the driver
+A worker (``python -m attnbench.gate.worker TREE``) answers one JSON request per line; the driver
 writes a request, waits for the answer (with a timeout) and turns a dead or silent worker into
 a ``WorkerError`` that carries the end of the worker's stderr.
 """
@@ -56,7 +56,7 @@ class Worker:
         env = {**os.environ, **FIXED_ENV,
                "PYTHONPATH": os.pathsep.join(
                    [str(DRIVER_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        cmd = [sys.executable, "-m", "bench.gate.worker", str(side.root)]
+        cmd = [sys.executable, "-m", "attnbench.gate.worker", str(side.root)]
         for plugin in side.plugins:
             cmd += ["--plugin", plugin]
         self.proc = subprocess.Popen(cmd, cwd=DRIVER_ROOT, env=env, stdin=subprocess.PIPE,

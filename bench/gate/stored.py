@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from bench.gate.verdicts import (
+from attnbench.gate.verdicts import (
     CheckResult,
     Finding,
     correctness_finding,
     memory_finding,
     structural_finding,
 )
-from bench.results import ResultsError, load_provenance, load_results
-from bench.verify.tolerance import C_GRAD, C_OUTPUT
+from attnbench.results import ResultsError, load_provenance, load_results
+from attnbench.verify.tolerance import C_GRAD, C_OUTPUT
 
 VERSIONED = ("torch", "triton")  # libraries whose version changes a peak
 EXPONENT_SLACK = 0.25  # a scaling exponent may grow this much before the check warns

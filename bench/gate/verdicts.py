@@ -20,7 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from bench.gate.stats import Comparison
+from attnbench.gate.stats import Comparison
 
 FindingKind = Literal["time", "memory", "correctness", "structural"]
 KINDS: tuple[str, ...] = ("correctness", "memory", "time", "structural")  # most serious first

@@ -1,7 +1,7 @@
 """One side of the gate: a subprocess that imports ``variants`` and ``kernels`` from one tree and
 answers measurement requests over stdin/stdout, one JSON object per line.
 
-    python -m bench.gate.worker TREE [--plugin MODULE ...]
+    python -m attnbench.gate.worker TREE [--plugin MODULE ...]
 
 Why a process per side: both trees define the same module names, so they cannot share one
 interpreter, yet their timings must come from one job, interleaved (A B B A ...), or machine
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -39,36 +40,59 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from bench.runtime import configure_triton
+from attnbench.runtime import configure_triton
 
 MODES = ("fwd", "fwd+bwd")
 
 
+SIDE_PACKAGES = ("kernels", "variants")  # kernels first: variants import them
+
+
 def enter_tree(root: Path) -> None:
-    """Make ``variants`` and ``kernels`` import from ``root``: first on sys.path, and nothing of
-    theirs already imported from elsewhere."""
+    """Make ``attnbench.variants`` and ``attnbench.kernels`` the side's own folders, with
+    nothing of theirs already imported from elsewhere. A tree from before the ``attnbench``
+    namespace (its variants import ``variants.registry``) is put first on ``sys.path``."""
     for name in list(sys.modules):
-        if name.split(".")[0] in ("variants", "kernels"):
+        top = name.split(".")
+        if top[0] in SIDE_PACKAGES or (top[0] == "attnbench" and top[1:2] and
+                                       top[1] in SIDE_PACKAGES):
             del sys.modules[name]
-    sys.path.insert(0, str(root))
+    if "attnbench" not in (root / "variants" / "registry.py").read_text(errors="replace") and \
+            "from variants." in (root / "variants" / "__init__.py").read_text(errors="replace"):
+        sys.path.insert(0, str(root))  # the old layout
+        return
+    import attnbench
+
+    for sub in SIDE_PACKAGES:
+        if not (root / sub / "__init__.py").is_file():  # e.g. a tree without kernels yet
+            continue
+        spec = importlib.util.spec_from_file_location(
+            f"attnbench.{sub}", root / sub / "__init__.py",
+            submodule_search_locations=[str(root / sub)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        setattr(attnbench, sub, module)
+        spec.loader.exec_module(module)
 
 
 def load_side_variants(root: Path, plugins: list[str]) -> Any:
-    """Import the side's registry and plugins; returns the ``variants.registry`` module."""
-    import variants
-
-    where = Path(variants.__file__).resolve()
+    """Import the side's registry and plugins; returns its registry module."""
+    registry = next((importlib.import_module(f"{pkg}.registry")
+                     for pkg in ("attnbench.variants", "variants")
+                     if pkg in sys.modules), None)
+    if registry is None:  # the old layout: import it from the tree now first on sys.path
+        registry = importlib.import_module("variants.registry")
+    where = Path(registry.__file__).resolve()
     if root.resolve() not in where.parents:
         raise RuntimeError(f"variants imported from {where}, expected under {root}")
-    try:
-        from variants.plugins import load_plugins
+    try:  # the side's own plugin loader
+        load_plugins = importlib.import_module(registry.__package__ + ".plugins").load_plugins
     except ImportError:  # an older tree without plugin support: import the modules directly
         for module in plugins:
             importlib.import_module(module)
     else:
         load_plugins(plugins)
-    return importlib.import_module("variants.registry")
+    return registry
 
 
 # ---- the instrument: the throughput benchmark's clock and memory tracker, our yardstick -----
@@ -81,7 +105,7 @@ def time_calls(fn: Callable[[], Any], inner: int, device: str) -> float:
     on CUDA events around each call. Imported here, after the side's tree is in place, because
     the throughput package imports the registry.
     """
-    from bench.throughput.timing import time_callable
+    from attnbench.throughput.timing import time_callable
 
     samples = time_callable(fn, device=device, rounds=inner, warmup=0)
     return sum(samples) / len(samples)
@@ -90,7 +114,7 @@ def time_calls(fn: Callable[[], Any], inner: int, device: str) -> float:
 def peak_bytes(fn: Callable[[], Any], device: str) -> int:
     """Peak bytes allocated during one call above what existed before it: memray at the
     allocator level on CPU, the caching allocator's peak on CUDA."""
-    from bench.throughput.memory import peak_memory_bytes
+    from attnbench.throughput.memory import peak_memory_bytes
 
     peak, _ = peak_memory_bytes(fn, device)
     return peak
@@ -159,7 +183,7 @@ def verify(p: Prepared) -> dict[str, Any]:
     its bound. (It builds its yardstick from this side's ``variants.common`` and ``naive``.)"""
     from dataclasses import replace
 
-    from bench.verify.agreement import check_agreement
+    from attnbench.verify.agreement import check_agreement
 
     cases = [replace(p.case, backward=False)] + ([p.case] if p.mode != "fwd" else [])
     ran = [r for r in (check_agreement(p.variant, c) for c in cases) if r.status != "skipped"]
@@ -180,7 +204,7 @@ def verify_suite(registry: Any, name: str, dtype: str, device: str) -> dict[str,
     """Every check of the verification suite (``bench.verify.runner.verify_attention``) on one
     variant; skipped checks are left out. ``unavailable`` when the suite cannot be imported."""
     try:
-        from bench.verify.runner import verify_attention
+        from attnbench.verify.runner import verify_attention
     except ImportError as exc:
         return {"unavailable": f"the verification suite cannot be imported ({exc})"}
     results = verify_attention(registry.get(name), registry.parse_dtype(dtype), device)
@@ -245,7 +269,7 @@ class Side:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gate.worker")
+    parser = argparse.ArgumentParser(prog="python -m attnbench.gate.worker")
     parser.add_argument("root", type=Path)
     parser.add_argument("--plugin", action="append", default=[])
     args = parser.parse_args(argv)

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from variants.gpt import GPT, GPTConfig
+from attnbench.variants.gpt import GPT, GPTConfig
 
 _GLOBAL_RNG = threading.Lock()
 

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from attnbench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
+from attnbench.stability.data import CorpusRef
+from attnbench.variants.gpt import GPT
 from torch import nn
-
-from bench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
-from bench.stability.data import CorpusRef
-from variants.gpt import GPT
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-
-from bench.stability.verdicts import lowest_diverging_lr, lr_sensitivity
+from attnbench.stability.verdicts import lowest_diverging_lr, lr_sensitivity
 
 GROUP = ["block", "attention", "depth", "warmup"]  # a learning-rate sweep
 RUN_COLUMNS = [*GROUP, "lr", "seed", "verdict"]

@@ -21,10 +21,10 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from bench.stability.common import ModelSpec
-from bench.stability.data import CorpusRef
-from bench.stability.diagnostics import InitJob
-from bench.stability.train import TrainJob
+from attnbench.stability.common import ModelSpec
+from attnbench.stability.data import CorpusRef
+from attnbench.stability.diagnostics import InitJob
+from attnbench.stability.train import TrainJob
 
 ALL_BLOCKS = ["post_ln", "pre_ln", "pre_rmsnorm", "deepnorm", "sandwich", "qk_norm"]
 WORTSMAN_LRS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]

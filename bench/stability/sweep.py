@@ -10,7 +10,7 @@ writes results, as futures complete, so an interrupted sweep keeps every finishe
 Running a full sweep on a cluster needs no change here: pass that engine's executor. With Dask:
 
     from dask.distributed import Client
-    from bench.stability.sweep import run_stability
+    from attnbench.stability.sweep import run_stability
     client = Client("tcp://scheduler:8786")  # workers can import attnbench (pip install -e .)
     run_stability("full", "results/stability-full", executor=client.get_executor())
 
@@ -35,7 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from bench.results import (
+from attnbench.results import (
     ResultsError,
     ResultsWriter,
     check_restart_flags,
@@ -43,12 +43,12 @@ from bench.results import (
     load_results,
     variant_catalog,
 )
-from bench.stability.common import Outcome
-from bench.stability.data import CorpusRef
-from bench.stability.diagnostics import InitJob, run_init
-from bench.stability.findings import Finding, derived_cases, evaluate_findings
-from bench.stability.presets import Preset
-from bench.stability.train import TrainJob, run_train
+from attnbench.stability.common import Outcome
+from attnbench.stability.data import CorpusRef
+from attnbench.stability.diagnostics import InitJob, run_init
+from attnbench.stability.findings import Finding, derived_cases, evaluate_findings
+from attnbench.stability.presets import Preset
+from attnbench.stability.train import TrainJob, run_train
 
 Job = TrainJob | InitJob
 Log = Callable[[str], None]
@@ -56,10 +56,10 @@ Log = Callable[[str], None]
 
 def execute(job: Job, plugins: tuple[str, ...] = ()) -> Outcome:
     """Run one job in whatever process the executor chose. Top-level, so it pickles by name."""
-    from bench.runtime import configure_triton
+    from attnbench.runtime import configure_triton
 
     configure_triton()  # before a plugin or built-in variant imports a Triton kernel
-    from bench.cli import load_variants
+    from attnbench.variants.plugins import load_variants
 
     load_variants(list(plugins))
     return run_train(job) if isinstance(job, TrainJob) else run_init(job)

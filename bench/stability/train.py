@@ -17,12 +17,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-
-from bench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
-from bench.stability.data import CharData, CorpusRef
-from bench.stability.verdicts import count_spikes, divergence_verdict
-from variants.blocks import SelfAttention
-from variants.gpt import GPT
+from attnbench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
+from attnbench.stability.data import CharData, CorpusRef
+from attnbench.stability.verdicts import count_spikes, divergence_verdict
+from attnbench.variants.blocks import SelfAttention
+from attnbench.variants.gpt import GPT
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ Reusable pieces (the regression gate interleaves A/B measurements with them):
     runner.run_throughput(config) -> writes a results directory (``attnbench bench``)
 """
 
-from bench.throughput.cases import BenchCase, make_call
-from bench.throughput.measure import Measurement, measure_case
-from bench.throughput.timing import TimingSettings, summarize, time_callable
+from attnbench.throughput.cases import BenchCase, make_call
+from attnbench.throughput.measure import Measurement, measure_case
+from attnbench.throughput.timing import TimingSettings, summarize, time_callable
 
 __all__ = ["BenchCase", "Measurement", "TimingSettings", "make_call", "measure_case",
            "summarize", "time_callable"]

@@ -17,9 +17,8 @@ fwd cases check the output; bwd and fwd+bwd cases check dQ (the column ``checked
 from __future__ import annotations
 
 import torch
-
-from bench.throughput.cases import BenchCase, make_inputs
-from variants.common import causal_mask, default_scale, expand_kv
+from attnbench.throughput.cases import BenchCase, make_inputs
+from attnbench.variants.common import causal_mask, default_scale, expand_kv
 
 SAMPLED_ROWS = 32
 

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-
-from bench.throughput.cases import BenchCase, make_call
-from bench.throughput.measure import Measurement, add_timing, check_finite
-from bench.throughput.models import block_flops
-from bench.throughput.timing import TimingSettings, summarize, time_callable
-from variants.registry import get
+from attnbench.throughput.cases import BenchCase, make_call
+from attnbench.throughput.measure import Measurement, add_timing, check_finite
+from attnbench.throughput.models import block_flops
+from attnbench.throughput.timing import TimingSettings, summarize, time_callable
+from attnbench.variants.registry import get
 
 
 def make_block_call(case: BenchCase, seed: int = 0) -> Callable[[], Any]:

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
-
-from variants.registry import Case, get, parse_dtype
+from attnbench.variants.registry import Case, get, parse_dtype
 
 Mode = Literal["fwd", "bwd", "fwd+bwd"]
 MODES: tuple[Mode, ...] = ("fwd", "bwd", "fwd+bwd")
@@ -102,7 +101,7 @@ def make_inputs(case: BenchCase, *, requires_grad: bool, seed: int = 0
 def make_call(case: BenchCase, seed: int = 0) -> Callable[[], Any]:
     """The zero-argument callable timed for ``case`` (see the module docstring for modes)."""
     if case.kind == "block":
-        from bench.throughput.blocks import make_block_call
+        from attnbench.throughput.blocks import make_block_call
 
         return make_block_call(case, seed)
     variant = get(case.attention)

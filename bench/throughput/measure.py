@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from bench.throughput.cases import BenchCase, make_call
-from bench.throughput.models import attention_flops, attention_memory_bytes
-from bench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
-from variants.registry import parse_dtype
+from attnbench.throughput.cases import BenchCase, make_call
+from attnbench.throughput.models import attention_flops, attention_memory_bytes
+from attnbench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
+from attnbench.variants.registry import parse_dtype
 
 
 class CaseFailure(RuntimeError):
@@ -56,8 +55,8 @@ def add_timing(m: Measurement, samples: list[float], flops: float | None) -> flo
 
 
 def measure_attention(case: BenchCase, settings: TimingSettings, seed: int) -> Measurement:
-    from bench.throughput.accuracy import error_ratio
-    from bench.throughput.memory import memory_unavailable_reason, peak_memory_bytes
+    from attnbench.throughput.accuracy import error_ratio
+    from attnbench.throughput.memory import memory_unavailable_reason, peak_memory_bytes
 
     m = Measurement()
     call = make_call(case, seed)
@@ -102,7 +101,7 @@ def measure_case(case: BenchCase, settings: TimingSettings | None = None, seed: 
     """
     settings = settings or TimingSettings()
     if case.kind == "block":
-        from bench.throughput.blocks import measure_block
+        from attnbench.throughput.blocks import measure_block
 
         return measure_block(case, settings, seed)
     return measure_attention(case, settings, seed)

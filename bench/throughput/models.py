@@ -28,8 +28,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-
-from bench.throughput.cases import BenchCase
+from attnbench.throughput.cases import BenchCase
 
 FLOP_CONVENTION = (
     "useful FLOPs: forward 2*B*Hq*P*(D+Dv), P = visible (query, key) pairs (causal top-left: "

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.throughput.cases import BLOCK_MODES, MODES, BenchCase
-from bench.throughput.timing import TimingSettings
-from variants.registry import dtype_name, list_variants, parse_dtype
+from attnbench.throughput.cases import BLOCK_MODES, MODES, BenchCase
+from attnbench.throughput.timing import TimingSettings
+from attnbench.variants.registry import dtype_name, list_variants, parse_dtype
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 ATTENTION_KEYS = {"B", "tokens", "Hq", "width", "Hkv", "N", "S", "D", "Dv", "dtype", "causal",

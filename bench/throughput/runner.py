@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.results import (
+from attnbench.results import (
     PROVENANCE,
     RESULTS,
     ResultsError,
@@ -28,15 +28,15 @@ from bench.results import (
     load_results,
     variant_catalog,
 )
-from bench.throughput.cases import BenchCase
-from bench.throughput.measure import Measurement, measure_case, measure_peak
-from bench.throughput.memory import memory_unavailable_reason
-from bench.throughput.models import FLOP_CONVENTION, fit_exponent
-from bench.throughput.presets import Preset, expand
-from bench.throughput.selection import Selection
-from bench.throughput.timing import TimingSettings, cpu_clock
-from bench.throughput.worker import MALLOC_ENV, Worker
-from variants.registry import Variant, get, not_supported_reasons
+from attnbench.throughput.cases import BenchCase
+from attnbench.throughput.measure import Measurement, measure_case, measure_peak
+from attnbench.throughput.memory import memory_unavailable_reason
+from attnbench.throughput.models import FLOP_CONVENTION, fit_exponent
+from attnbench.throughput.presets import Preset, expand
+from attnbench.throughput.selection import Selection
+from attnbench.throughput.timing import TimingSettings, cpu_clock
+from attnbench.throughput.worker import MALLOC_ENV, Worker
+from attnbench.variants.registry import Variant, get, not_supported_reasons
 
 SUITE = "throughput"
 INTERPRETED_MAX_N, INTERPRETED_MAX_BH = 256, 4  # ~100 interpreted cases a minute below this
@@ -132,7 +132,7 @@ def _prepare_out(config: RunConfig) -> None:
     same preset and selection. Checked before anything is written."""
     out = config.out
     if config.resume and not config.force and (out / PROVENANCE).exists():
-        from bench.results import load_provenance
+        from attnbench.results import load_provenance
 
         previous = load_provenance(out)
         now = json.loads(json.dumps({"preset": config.preset.name,

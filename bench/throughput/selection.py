@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.throughput.cases import BenchCase
+from attnbench.throughput.cases import BenchCase
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
 

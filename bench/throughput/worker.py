@@ -57,7 +57,7 @@ def _serve(conn: Any, plugins: list[str], threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from bench.cli import load_variants
+    from attnbench.variants.plugins import load_variants
 
     load_variants(plugins)
     conn.send(("ready", None))

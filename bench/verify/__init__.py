@@ -15,23 +15,23 @@ Everything is judged against a float64 reference with the FlashAttention toleran
 
 Typical use in a test of a new variant:
 
-    from bench.verify import check_agreement, verify_attention
+    from attnbench.verify import check_agreement, verify_attention
     results = verify_attention(get("my_attention"), torch.bfloat16)
     assert not [r for r in results if r.failed]
 """
 
-from bench.verify.agreement import check_agreement, check_masked_rows
-from bench.verify.blocks import check_block
-from bench.verify.reference import Inputs, make_inputs, reference, reference_attention
-from bench.verify.result import CheckResult
-from bench.verify.runner import (
+from attnbench.verify.agreement import check_agreement, check_masked_rows
+from attnbench.verify.blocks import check_block
+from attnbench.verify.reference import Inputs, make_inputs, reference, reference_attention
+from attnbench.verify.result import CheckResult
+from attnbench.verify.runner import (
     ATTENTION_CHECKS,
     CHECK_NAMES,
     reference_gradcheck,
     verify_attention,
     verify_blocks,
 )
-from bench.verify.tolerance import Agreement, Budget, compare
+from attnbench.verify.tolerance import Agreement, Budget, compare
 
 __all__ = ["ATTENTION_CHECKS", "Agreement", "Budget", "CHECK_NAMES", "CheckResult", "Inputs",
            "check_agreement", "check_block", "check_masked_rows", "compare", "make_inputs",

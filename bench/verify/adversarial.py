@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-
-from bench.verify.agreement import evaluate_all
-from bench.verify.reference import Inputs, make_inputs
-from bench.verify.result import CheckResult, merge, skipped
-from variants.common import default_scale, expand_kv
-from variants.registry import Case, Variant, not_supported_reasons
+from attnbench.variants.common import default_scale, expand_kv
+from attnbench.variants.registry import Case, Variant, not_supported_reasons
+from attnbench.verify.agreement import evaluate_all
+from attnbench.verify.reference import Inputs, make_inputs
+from attnbench.verify.result import CheckResult, merge, skipped
 
 
 def _judge(check: str, variant: Variant, case: Case, inputs: Inputs) -> CheckResult:

@@ -14,12 +14,11 @@ from dataclasses import replace
 from typing import Literal
 
 import torch
-
-from bench.verify.reference import Inputs, Reference, make_inputs, reference, run_variant
-from bench.verify.result import CheckResult, Direction, from_agreements, merge, skipped
-from bench.verify.textbook import textbooks
-from bench.verify.tolerance import C_GRAD, C_OUTPUT, Budget, budget, compare
-from variants.registry import Case, Variant, dtype_name, not_supported_reasons
+from attnbench.variants.registry import Case, Variant, dtype_name, not_supported_reasons
+from attnbench.verify.reference import Inputs, Reference, make_inputs, reference, run_variant
+from attnbench.verify.result import CheckResult, Direction, from_agreements, merge, skipped
+from attnbench.verify.textbook import textbooks
+from attnbench.verify.tolerance import C_GRAD, C_OUTPUT, Budget, budget, compare
 
 
 def masked_rows_verdict(out: torch.Tensor, live: torch.Tensor, declared: str

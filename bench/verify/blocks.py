@@ -26,12 +26,11 @@ off its fused fast path (dropout is 0, so training mode changes nothing else).
 from __future__ import annotations
 
 import torch
+from attnbench.variants.registry import Case, Variant, dtype_name, not_supported_reasons
+from attnbench.verify.reference import generator, randn
+from attnbench.verify.result import CheckResult, from_agreements, skipped
+from attnbench.verify.tolerance import C_GRAD, C_OUTPUT, compare
 from torch import nn
-
-from bench.verify.reference import generator, randn
-from bench.verify.result import CheckResult, from_agreements, skipped
-from bench.verify.tolerance import C_GRAD, C_OUTPUT, compare
-from variants.registry import Case, Variant, dtype_name, not_supported_reasons
 
 D_MODEL, N_HEADS, B, N = 64, 4, 2, 24  # head dim 16; N deliberately not a power of two
 

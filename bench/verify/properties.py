@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-
-from bench.verify.agreement import budgets
-from bench.verify.reference import (
+from attnbench.variants.common import expand_kv, visible_mask
+from attnbench.variants.registry import Case, Variant, not_supported_reasons
+from attnbench.verify.agreement import budgets
+from attnbench.verify.reference import (
     Inputs,
     generator,
     make_inputs,
@@ -27,11 +28,9 @@ from bench.verify.reference import (
     reference,
     run_variant,
 )
-from bench.verify.result import CheckResult, from_agreements, merge, skipped
-from bench.verify.textbook import textbooks
-from bench.verify.tolerance import C_OUTPUT, Agreement, compare, max_abs_diff
-from variants.common import expand_kv, visible_mask
-from variants.registry import Case, Variant, not_supported_reasons
+from attnbench.verify.result import CheckResult, from_agreements, merge, skipped
+from attnbench.verify.textbook import textbooks
+from attnbench.verify.tolerance import C_OUTPUT, Agreement, compare, max_abs_diff
 
 
 def _alignment(variant: Variant, case: Case) -> str:

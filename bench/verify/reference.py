@@ -18,9 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-
-from variants.common import default_scale, expand_kv, visible_mask
-from variants.registry import Case, Variant
+from attnbench.variants.common import default_scale, expand_kv, visible_mask
+from attnbench.variants.registry import Case, Variant
 
 Grads = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # dq, dk, dv
 

@@ -6,8 +6,8 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from bench.verify.tolerance import Agreement
-from variants.registry import Case, dtype_name
+from attnbench.variants.registry import Case, dtype_name
+from attnbench.verify.tolerance import Agreement
 
 Status = Literal["ok", "skipped", "error"]
 Direction = Literal["fwd", "grad"]

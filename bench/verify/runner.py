@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-
-from bench.verify import adversarial, properties
-from bench.verify.agreement import check_agreement, check_masked_rows
-from bench.verify.blocks import check_block
-from bench.verify.result import CheckResult, raised
-from variants.registry import Case, Variant
+from attnbench.variants.registry import Case, Variant
+from attnbench.verify import adversarial, properties
+from attnbench.verify.agreement import check_agreement, check_masked_rows
+from attnbench.verify.blocks import check_block
+from attnbench.verify.result import CheckResult, raised
 
 CaseFactory = Callable[..., Case]  # keyword shape/options -> Case in the run's dtype, device
 CheckFn = Callable[[Variant, CaseFactory, int], "list[CheckResult] | CheckResult"]
@@ -155,7 +154,7 @@ def verify_blocks(blocks: list[Variant], attentions: list[Variant], dtype: torch
 
 def reference_gradcheck(seed: int = 0) -> CheckResult:
     """torch.autograd.gradcheck of the float64 reference (causal, masked, GQA, Dv != D)."""
-    from bench.verify.reference import make_inputs, reference_attention
+    from attnbench.verify.reference import make_inputs, reference_attention
 
     case = Case(B=1, Hq=2, Hkv=1, N=5, S=7, D=4, Dv=3, dtype=torch.float64, causal=True,
                 mask=True)

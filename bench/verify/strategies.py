@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+from attnbench.variants.registry import Capabilities, Case, Variant
 from hypothesis import strategies as st
-
-from variants.registry import Capabilities, Case, Variant
 
 HEAD_DIMS = (8, 16, 24, 32, 40, 64)  # 24 and 40 are not powers of two on purpose
 

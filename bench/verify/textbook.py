@@ -20,10 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from bench.verify.reference import Grads, Inputs, run_variant
-from variants.common import default_scale, expand_kv, visible_mask
-from variants.registry import get
+from attnbench.variants.common import default_scale, expand_kv, visible_mask
+from attnbench.variants.registry import get
+from attnbench.verify.reference import Grads, Inputs, run_variant
 
 
 @dataclass

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-
-from reports import figures
-from reports.document import Figure, Section, fmt, fmt_si, not_measured, table
-from reports.load import Bundle, ensure, wide
-from reports.sections.common import case_text, groups, run_column
+from attnbench.reports import figures
+from attnbench.reports.document import Figure, Section, fmt, fmt_si, not_measured, table
+from attnbench.reports.load import Bundle, ensure, wide
+from attnbench.reports.sections.common import case_text, groups, run_column
 
 PANEL_KEYS = ["run", "device", "dtype", "mode", "d_model", "n_heads"]
 

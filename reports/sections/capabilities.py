@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.document import Cell, Section, not_measured, table
-from reports.load import Bundle
+from attnbench.reports.document import Cell, Section, not_measured, table
+from attnbench.reports.load import Bundle
 
 ATTENTION = ("variant", "devices", "dtypes", "causal", "mask", "GQA", "backward", "head dim",
              "Dv ≠ D", "causal alignment", "fully masked rows", "LSE", "notes")

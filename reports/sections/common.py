@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-
-from reports.load import Bundle, ensure, sort_key, wide
+from attnbench.reports.load import Bundle, ensure, sort_key, wide
 
 # The parameters that identify one attention problem in the throughput suite (besides variant).
 SHAPE = ("B", "Hq", "Hkv", "N", "S", "D", "Dv", "dtype", "causal", "mode", "device")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from reports import figures
-from reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
-from reports.load import Bundle, ensure
-from reports.sections.common import attention_cases, groups, run_column
-from reports.summary import check_outcome
+from attnbench.reports import figures
+from attnbench.reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
+from attnbench.reports.load import Bundle, ensure
+from attnbench.reports.sections.common import attention_cases, groups, run_column
+from attnbench.reports.summary import check_outcome
 
 CHECK_KEYS = ("run", "variant", "dtype", "direction")
 

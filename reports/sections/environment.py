@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.document import Cell, Note, Section, fmt, table
-from reports.load import Bundle, Run
+from attnbench.reports.document import Cell, Note, Section, fmt, table
+from attnbench.reports.load import Bundle, Run
 
 # (row title, how to read it from a provenance record)
 FIELDS: tuple[tuple[str, Any], ...] = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from reports.document import Cell, Note, Section, fmt, not_measured, table
-from reports.load import Bundle, sort_key
+from attnbench.reports.document import Cell, Note, Section, fmt, not_measured, table
+from attnbench.reports.load import Bundle, sort_key
 
 BAD = ("regressed", "regression", "failed", "failing", "fail")
 WARN = ("warning", "inconclusive")

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from reports import figures
-from reports.document import Cell, Figure, Note, Section, fmt, fmt_bytes, not_measured, table
-from reports.load import Bundle
-from reports.sections.common import (
+from attnbench.reports import figures
+from attnbench.reports.document import (
+    Cell,
+    Figure,
+    Note,
+    Section,
+    fmt,
+    fmt_bytes,
+    not_measured,
+    table,
+)
+from attnbench.reports.load import Bundle
+from attnbench.reports.sections.common import (
     as_bool,
     attention_cases,
     case_text,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from reports import figures
-from reports.document import Figure, Note, Section, fmt, not_measured, table
-from reports.load import Bundle, ensure
-from reports.sections.common import attention_cases, flop_convention, groups, run_column
+from attnbench.reports import figures
+from attnbench.reports.document import Figure, Note, Section, fmt, not_measured, table
+from attnbench.reports.load import Bundle, ensure
+from attnbench.reports.sections.common import attention_cases, flop_convention, groups, run_column
 
 ELEMENT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 LSE_BYTES = 4

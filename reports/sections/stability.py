@@ -9,11 +9,10 @@ unigram plateau (loss near the corpus unigram entropy), which a NaN check alone 
 from __future__ import annotations
 
 import pandas as pd
-
-from reports.document import Cell, Section, fmt, fmt_lr, not_measured, table
-from reports.load import Bundle, ensure, wide
-from reports.sections import stability_figures as draw
-from reports.sections.common import groups, run_column, stability_configs
+from attnbench.reports.document import Cell, Section, fmt, fmt_lr, not_measured, table
+from attnbench.reports.load import Bundle, ensure, wide
+from attnbench.reports.sections import stability_figures as draw
+from attnbench.reports.sections.common import groups, run_column, stability_configs
 
 TRAINING = ("final_val_loss", "init_loss", "unigram_loss", "diverged", "max_logit", "spikes")
 PER_DEPTH = ("lr_sensitivity", "lowest_diverging_lr")

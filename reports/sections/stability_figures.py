@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from attnbench.reports import figures
+from attnbench.reports.document import Figure, fmt, fmt_lr
+from attnbench.reports.load import Bundle
+from attnbench.reports.sections.common import groups
 from matplotlib.colors import ListedColormap
-
-from reports import figures
-from reports.document import Figure, fmt, fmt_lr
-from reports.load import Bundle
-from reports.sections.common import groups
 
 VERDICTS = ("healthy", "unigram_collapse", "blowup", "nan", "mixed")  # others drawn as mixed
 VERDICT_COLORS = ("#009E73", "#E69F00", "#C0392B", "#4A0000", "#999999")

@@ -11,11 +11,10 @@ import math
 
 import numpy as np
 import pandas as pd
-
-from reports import figures
-from reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
-from reports.load import Bundle
-from reports.sections.common import (
+from attnbench.reports import figures
+from attnbench.reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
+from attnbench.reports.load import Bundle
+from attnbench.reports.sections.common import (
     SHAPE,
     attention_cases,
     case_text,

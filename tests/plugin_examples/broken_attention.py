@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from variants.registry import register_attention
+from attnbench.variants.registry import register_attention
 
 NAME = "plugin_broken"
 

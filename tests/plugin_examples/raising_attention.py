@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from variants.registry import register_attention
+from attnbench.variants.registry import register_attention
 
 NAME = "plugin_raises"
 

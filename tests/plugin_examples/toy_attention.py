@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-
-from variants.common import default_scale, expand_kv, visible_mask
-from variants.registry import register_attention
+from attnbench.variants.common import default_scale, expand_kv, visible_mask
+from attnbench.variants.registry import register_attention
 
 NAME = "plugin_toy"
 

@@ -1,5 +1,5 @@
 """Test-only plugin: ``gate_probe`` with a correctness break (softmax scale 5 % too large)."""
 
-from tests.plugin_examples.gate_common import register_probe
+from attnbench.testing.gate_common import register_probe
 
 register_probe(scale_error=0.05)

@@ -1,5 +1,5 @@
 """Test-only plugin: ``gate_probe`` without a fault, the baseline of the gate's self-check."""
 
-from tests.plugin_examples.gate_common import register_probe
+from attnbench.testing.gate_common import register_probe
 
 register_probe()

@@ -1,4 +1,4 @@
-"""The gate's probe variant and its injected faults (test-only plugins, not shipped variants).
+"""The gate's probe variant and its injected faults (loaded by the gate self-check only).
 
 ``gate_probe`` is textbook attention. Each plugin module in this folder registers it under
 the same name, with or without one fault, so that a gate run whose base loads
@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from variants.registry import register_attention
+from attnbench.variants.registry import register_attention
 
 NAME = "gate_probe"
 

@@ -1,5 +1,5 @@
 """Test-only plugin: ``gate_probe`` doing about 1.3x the work (30 % of rows computed twice)."""
 
-from tests.plugin_examples.gate_common import register_probe
+from attnbench.testing.gate_common import register_probe
 
 register_probe(extra_work=0.3)
