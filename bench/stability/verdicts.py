@@ -1,10 +1,10 @@
 """Judging runs: the divergence verdict, loss spikes, learning-rate sensitivity and the lowest
 diverging learning rate. Pure functions of curves and numbers, tested on synthetic curves.
 
-Why the verdict looks beyond NaN: in a CPU pilot (reference.md section 4) every failed Post-LN
-run collapsed to the unigram plateau (the loss of predicting character frequencies and
-ignoring context) with near-zero updates, and none produced a NaN. A NaN-only test called all
-of them healthy.
+Why the verdict looks beyond NaN: in a CPU pilot (docs/methods.md, "Stability criteria") every
+failed Post-LN run collapsed to the unigram plateau (the loss of predicting character
+frequencies and ignoring context) with near-zero updates, and none produced a NaN. A NaN-only
+test called all of them healthy.
 """
 
 from __future__ import annotations
