@@ -166,10 +166,11 @@ class Variant:
         return self.fn(*args, **kwargs)
 
     def lse(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Log-sum-exp per query row (B, Hq, N), for variants that declare `exposes_lse`."""
-        if not self.caps.exposes_lse:
-            raise NotImplementedError(f"variant {self.name!r} does not expose its log-sum-exp")
+        """Log-sum-exp per query row (B, Hq, N), for variants that declare `exposes_lse`
+        (on q's device type: a device override may declare it for one device only)."""
         validate_attention_inputs(self.name, q, k, v, **kwargs)
+        if not self.caps.on(q.device.type).exposes_lse:
+            raise NotImplementedError(f"variant {self.name!r} does not expose its log-sum-exp")
         assert self.lse_fn is not None  # registration checked it against exposes_lse
         return self.lse_fn(q, k, v, **kwargs)
 
