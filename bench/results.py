@@ -139,12 +139,16 @@ class ResultsWriter:
     def add_case(self, case_id: str, rows: list[dict[str, Any]],
                  samples: dict[str, list[float]] | None = None) -> None:
         """Record one finished case: its metric rows and raw samples, samples first, so a row
-        present always has its samples."""
+        present always has its samples. Every row's metric must be defined in
+        ``attnbench.metrics`` (its unit is filled in from there)."""
+        from attnbench.metrics import checked_row
+
         for row in rows:
             missing = [c for c in ("variant", "status", "metric") if c not in row]
             if missing or row["status"] not in STATUSES:
                 raise ValueError(f"row for {case_id}: needs variant, status in {STATUSES}, "
                                  f"metric; got {row}")
+        rows = [checked_row(self.suite, row) for row in rows]
         if samples:
             _append_lines(self.dir / SAMPLES, ({"case_id": case_id, "metric": m, "samples": s}
                                                for m, s in samples.items()))

@@ -7,13 +7,11 @@ from typing import Any
 import pandas as pd
 from attnbench.reports.load import Bundle, ensure, sort_key, wide
 
+from attnbench import metrics
+
 # The parameters that identify one attention problem in the throughput suite (besides variant).
 SHAPE = ("B", "Hq", "Hkv", "N", "S", "D", "Dv", "dtype", "causal", "mode", "device")
-FLOP_CONVENTION = (
-    "FLOP convention: useful FLOPs, a multiply-add counts 2; forward 2·B·Hq·N·S·(D + Dv), "
-    "causal counts only the visible (query, key) pairs (about half); backward 2.0× forward for "
-    "every variant (kernels that recompute the scores execute about 2.5×, but only useful work "
-    "is credited, so naive and flash compare).")
+FLOP_CONVENTION = "FLOP convention: " + metrics.FLOP_CONVENTION
 
 
 def flop_convention(bundle: Bundle) -> str:
@@ -37,8 +35,11 @@ def attention_cases(bundle: Bundle) -> pd.DataFrame:
     frame = frame[(frame["kind"] != "block") & ~frame["case_id"].astype(str).str.startswith(
         ("memfit:", "peak:")) & (frame["variant"] != "matmul_peak")]
     frame = frame[frame["metric"] != "mem_exponent"]
-    return ensure(wide(frame), *SHAPE, "time_median_s", "time_iqr_s", "tflops", "flops",
-                  "mem_peak_bytes", "mem_model_bytes", "error_ratio", "peak_fraction")
+    frame = frame[frame["kind"] != "control"]  # the A/A control rows (attnbench.speed)
+    frame = frame[frame["case_id"].astype(str) != "noise_floor"]
+    return ensure(wide(frame), *SHAPE, "time_median_s", "time_iqr_s", "time_ci_low_s",
+                  "time_ci_high_s", "tflops", "flops", "mem_peak_bytes", "mem_model_bytes",
+                  "sampled_error_ratio", "peak_fraction")
 
 
 def memory_fits(bundle: Bundle) -> pd.DataFrame:
