@@ -2,7 +2,8 @@
 
 Correctness compares the verification rows (metric ``passed``, ``error_ratio`` with its
 ``bound``), the throughput benchmark's ``sampled_error_ratio`` rows (judged against the same
-C: 2 for outputs, 3 for gradients) and ``error`` rows (a variant that newly raises). Memory compares ``mem_peak_bytes`` only when both runs used the same torch and
+C: 2 for outputs, 3 for gradients) and ``error`` rows (a variant that newly raises). Memory
+compares ``mem_peak_bytes`` only when both runs used the same torch and
 triton (the peak is a property of the libraries as much as of our code); otherwise it says
 how to re-measure both sides in one job. Timing is never compared across jobs: two runs on a
 shared machine differ by more than the regressions worth catching, so it needs the same-job
