@@ -171,3 +171,23 @@ def test_bad_preset_files_name_the_problem(tmp_path):
         expand(load_preset(str(bad)))
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         load_preset("nope")
+
+
+def test_time_interleaved_alternates_rounds_and_isolates_a_failure():
+    from attnbench.throughput.timing import time_interleaved
+
+    log: list[str] = []
+
+    def slow(tag: str):
+        return lambda: (log.append(tag), sum(range(20000)))
+
+    def broken():
+        if len(log) > 40:
+            raise RuntimeError("fails later")
+        log.append("x")
+
+    got = time_interleaved({"a": slow("a"), "b": slow("b"), "x": broken}, warmup=0,
+                           max_time=0.01, min_rounds=4)
+    assert len(got["a"]) >= 4 and len(got["b"]) >= 4 and isinstance(got["x"], RuntimeError)
+    measured = "".join(t for t in log if t in "ab")
+    assert "ab" in measured and "ba" in measured  # both orders: A B, then B A

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from attnbench.gate.measure import GateSettings, Preset, compare_sides
+from attnbench.gate.measure import GatePreset, GateSettings, compare_sides
 from attnbench.gate.sides import SideSpec
 from attnbench.gate.verdicts import exit_code
 
@@ -56,7 +56,7 @@ def _probe_sides(root: Path, fault: str) -> tuple[SideSpec, SideSpec]:
             SideSpec("head", root, (f"{PLUGINS}.{fault}",), fault))
 
 
-def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_runs: int = 2,
+def run_self_check(root: Path, preset: GatePreset, settings: GateSettings, *, aa_runs: int = 2,
                    power_runs: int = 5, log: Callable[[str], None] = lambda s: None
                    ) -> dict[str, Any]:
     """Measure false alarms and power; returns the numbers and a printable summary."""

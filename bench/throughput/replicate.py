@@ -3,8 +3,9 @@
 The runner groups timed cases by shape: every attention variant on one attention problem, or
 every (block, attention) pair on one block shape together with the attention call alone at
 that shape (for ``attention_share``). Each group is timed in every one of R worker processes
-(``TimingSettings.processes``); inside a process the arms run in A B C ... C B A order, half
-of each arm's rounds per pass, and every other process starts from the other end. Linear
+(``TimingSettings.processes``); inside a process the arms are timed round by round in
+A B C, C B A, ... order (``timing.time_interleaved``), and every other process starts from the
+other end. Linear
 drift and bursts of contention then land on every arm alike, and a process's own bias lands
 on every variant of the group alike, so it cancels in their ratios (``attnbench.speed``).
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from attnbench.speed import noise_floor, process_medians, ratio_interval, replicated_time
 from attnbench.throughput.cases import BenchCase, make_call
-from attnbench.throughput.timing import TimingSettings, time_callable
+from attnbench.throughput.timing import TimingSettings, time_callable, time_interleaved
 
 TWIN = "aa-twin:"  # arm key prefix of the A/A control's second arm
 ALONE = "attention-alone:"  # arm key prefix of a block group's attention call alone
@@ -71,33 +72,40 @@ def time_arms(arms: Sequence[tuple[str, BenchCase]], settings: TimingSettings, s
               reverse: bool) -> dict[str, list[float] | str]:
     """Run in a worker process: samples per arm key, or the reason an arm failed.
 
-    Every arm's callable is built and called once first; then two passes, forward and
-    backward through the arms (``reverse`` swaps them), each taking half of the arm's budget.
+    Every arm's callable is built and called once first. On CPU the arms are then timed
+    round by round in alternating order (``timing.time_interleaved``; ``reverse`` starts
+    from the other end); on CUDA each arm is timed in two passes, forward and backward
+    through the arms, each with half of the arm's budget.
     """
+    from attnbench.throughput.worker import describe
+
     calls: dict[str, Callable[[], Any]] = {}
     out: dict[str, list[float] | str] = {}
-    for key, case in arms:
+    keys = [k for k, _ in arms][::-1] if reverse else [k for k, _ in arms]
+    cases = dict(arms)
+    for key in keys:
         try:
-            calls[key] = make_call(case, seed)
+            calls[key] = make_call(cases[key], seed)
             calls[key]()
         except Exception as exc:  # this arm's error; the other arms still run
-            from attnbench.throughput.worker import describe
-
             out[key] = describe(exc)
-    order = [k for k, _ in arms if k in calls]
-    order = order[::-1] if reverse else order
-    device = {k: c.device for k, c in arms}
+    if not calls:
+        return out
+    if all(cases[k].device == "cpu" for k in calls):
+        got = time_interleaved(calls, warmup=settings.warmup, max_time=settings.max_time,
+                               min_rounds=settings.min_rounds)
+        out.update({k: describe(v) if isinstance(v, Exception) else v for k, v in got.items()})
+        return out
     half = {"max_time": settings.max_time / 2, "min_rounds": math.ceil(settings.min_rounds / 2)}
+    order = list(calls)
     for n, pass_order in enumerate((order, order[::-1])):
         for key in pass_order:
             if isinstance(out.get(key), str):
                 continue
             try:
-                got = time_callable(calls[key], device=device[key],
+                got = time_callable(calls[key], device=cases[key].device,
                                     warmup=settings.warmup if n == 0 else 0, **half)
             except Exception as exc:
-                from attnbench.throughput.worker import describe
-
                 out[key] = describe(exc)
                 continue
             out.setdefault(key, []).extend(got)  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ CUDA: CUDA events around each call, with the L2 cache flushed before every call,
 
 Public API, reused by the regression gate to interleave A/B measurements:
     time_callable(fn, *, device, rounds=None, warmup=1, max_time=0.5, min_rounds=5) -> [s]
+    time_interleaved({key: fn}, ...) -> {key: [s]}: CPU, several callables round by round
     summarize(samples) -> (median, iqr)
     cpu_clock(threads) -> (clock, name)
 """
@@ -73,6 +74,20 @@ def _round(fn: Callable[[], Any], loops: int, clock: Callable[[], float]) -> flo
     return clock() - start
 
 
+def _calibrate(fn: Callable[[], Any], clock: Callable[[], float]) -> tuple[int, float]:
+    """Loops per round so that one round lasts at least MIN_ROUND_S (pytest-benchmark's
+    coarse estimate), and that round's duration."""
+    loops, duration = 1, _round(fn, 1, clock)
+    while duration < MIN_ROUND_S:
+        loops = max(loops * 2, math.ceil(MIN_ROUND_S * loops / max(duration, 1e-9)))
+        duration = _round(fn, loops, clock)
+    return loops, duration
+
+
+def _rounds(duration: float, max_time: float, min_rounds: int) -> int:
+    return min(max(min_rounds, math.ceil(max_time / duration)), MAX_ROUNDS)
+
+
 def _time_cpu(fn: Callable[[], Any], rounds: int | None, warmup: int, max_time: float,
               min_rounds: int, clock: Callable[[], float]) -> list[float]:
     gc_was_enabled = gc.isenabled()
@@ -82,12 +97,52 @@ def _time_cpu(fn: Callable[[], Any], rounds: int | None, warmup: int, max_time: 
             fn()
         if rounds is not None:  # exactly ``rounds`` samples of one call each
             return [_round(fn, 1, clock) for _ in range(rounds)]
-        loops, duration = 1, _round(fn, 1, clock)
-        while duration < MIN_ROUND_S:  # calibrate: pytest-benchmark's coarse estimate
-            loops = max(loops * 2, math.ceil(MIN_ROUND_S * loops / max(duration, 1e-9)))
-            duration = _round(fn, loops, clock)
-        count = min(max(min_rounds, math.ceil(max_time / duration)), MAX_ROUNDS)
+        loops, duration = _calibrate(fn, clock)
+        count = _rounds(duration, max_time, min_rounds)
         return [_round(fn, loops, clock) / loops for _ in range(count)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def time_interleaved(calls: dict[str, Callable[[], Any]], *, warmup: int = 1,
+                     max_time: float = 0.5, min_rounds: int = 5, threads: int | None = None
+                     ) -> dict[str, list[float] | Exception]:
+    """CPU samples of several callables, interleaved round by round: A B C, C B A, A B C, ...
+
+    Each callable is calibrated on its own (loops per round, rounds for about ``max_time``
+    of measured time, at least ``min_rounds``); then rounds alternate between them until
+    each has its count. A burst of contention on a shared machine then lands on every
+    callable alike instead of on whichever was being timed (timed one after the other, sdpa
+    against itself came out up to 20 % apart under heavy load). A callable that raises gets
+    its exception instead of samples; the others go on.
+    """
+    clock, _ = cpu_clock(torch.get_num_threads() if threads is None else threads)
+    out: dict[str, list[float] | Exception] = {}
+    plan: dict[str, tuple[int, int]] = {}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for key, fn in calls.items():
+            try:
+                for _ in range(warmup):
+                    fn()
+                loops, duration = _calibrate(fn, clock)
+            except Exception as exc:
+                out[key] = exc
+                continue
+            plan[key], out[key] = (loops, _rounds(duration, max_time, min_rounds)), []
+        turn = 0
+        while True:
+            todo = [k for k in plan if isinstance(out[k], list) and len(out[k]) < plan[k][1]]
+            if not todo:
+                return out
+            for key in todo if turn % 2 == 0 else todo[::-1]:
+                try:
+                    out[key].append(_round(calls[key], plan[key][0], clock) / plan[key][0])
+                except Exception as exc:
+                    out[key] = exc
+            turn += 1
     finally:
         if gc_was_enabled:
             gc.enable()
