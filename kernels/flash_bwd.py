@@ -13,6 +13,18 @@ queries, the dQ kernel owns a tile of queries and loops over keys. For GQA the d
 loops over the GROUP query heads that share its kv head, so the sum over those heads happens in
 registers and no per-query-head dK/dV buffer is needed.
 
+The backward recomputes P = exp(s - LSE) from logits s it computes itself, while LSE came from
+the forward's logits. Any rounding difference between the two becomes a relative error of P:
+for a dominant probability (P near 1, large logits) the textbook's normalisation hides it, this
+recomputation does not. So the dK/dV kernel must get bitwise the forward's logits. On the GPU
+the transposed product K Q^T should (tensor cores and FMA loops sum each element's products in
+the same K order whichever operand comes first; test_gpu_explicit_scale checks it there, not yet
+run on a GPU). The interpreter's tl.dot is OpenBLAS sgemm, whose
+summation order depends on operand orientation: k @ q^T differs from (q @ k^T)^T by up to
+5.7e-6 at |logit| ~ 10, which made fp32 dK 4.9x the textbook's error at scale 2, D 40
+(tests/test_kernel_flash.py::test_explicit_scale). There (LOGITS_AS_FWD) the kernel computes
+q @ k^T and transposes the result.
+
 Masks match the forward pass exactly (boundary masks always, the causal mask only when causal:
 the Triton tutorial's backward applied the causal mask unconditionally, which made non-causal
 gradients wrong).
@@ -23,7 +35,14 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from attnbench.kernels.flash_fwd import AUTOTUNE_KEY, LOG2E, block_dim, dot_settings, make_configs
+from attnbench.kernels.flash_fwd import (
+    AUTOTUNE_KEY,
+    INTERPRETED,
+    LOG2E,
+    block_dim,
+    dot_settings,
+    make_configs,
+)
 
 # The dK/dV kernel's outer tile is BLOCK_N keys, the dQ kernel's is BLOCK_M queries; each
 # prefers a long outer tile and a short inner one (as in the Triton tutorial: 128 x 32).
@@ -68,7 +87,7 @@ def _bwd_dkdv_kernel(
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    LOGITS_AS_FWD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one (batch, kv head); loops over its query heads and rows."""
     start_n = tl.program_id(0) * BLOCK_N
@@ -118,7 +137,11 @@ def _bwd_dkdv_kernel(
             lse = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + row_base + offs_m, mask=row_ok, other=0.0)
 
-            qkT = tl.dot(k, qT, input_precision=DOT_PRECISION) * scale  # (BLOCK_N, BLOCK_M)
+            if LOGITS_AS_FWD:  # same operand order as the forward: bitwise the same logits
+                qkT = tl.trans(tl.dot(tl.trans(qT), tl.trans(k), input_precision=DOT_PRECISION))
+            else:
+                qkT = tl.dot(k, qT, input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
+            qkT = qkT * scale
             visible = row_ok[None, :] & col_ok[:, None]
             if CAUSAL:
                 visible = visible & (offs_m[None, :] >= offs_n[:, None])
@@ -256,7 +279,7 @@ def flash_bwd(
     _bwd_dkdv_kernel[grid_dkdv](
         q, k, v, do, lse, delta, dk, dv,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
-        Hkv, Hq // Hkv, *sizes, **common)
+        Hkv, Hq // Hkv, *sizes, LOGITS_AS_FWD=INTERPRETED, **common)
 
     def grid_dq(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(N, meta["BLOCK_M"]), B * Hq)

@@ -369,3 +369,13 @@ def test_gpu_deterministic():
         runs.append((out, lse, *flash_attention_backward(do, q, k, v, out, lse, True, None)))
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or interpreter_active(),
+                    reason="needs a CUDA device with compiled (not interpreted) Triton")
+@pytest.mark.parametrize("dtype", [F32, BF16], ids=["fp32", "bf16"])
+def test_gpu_explicit_scale(dtype):
+    """Large logits (scale 2): dK is right only if the dK/dV kernel recomputes bitwise the
+    forward's logits (kernels/flash_bwd.py docstring); the compiled K Q^T must do so."""
+    run_case(B=2, Hq=2, Hkv=2, N=300, S=700, D=40, scale=2.0, dtype=dtype)
