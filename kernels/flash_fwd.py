@@ -230,9 +230,12 @@ def _fwd_kernel(
     offs_dv = tl.arange(0, BLOCK_DV)
     row_ok = offs_m < N_CTX
 
-    q = tl.load(  # (BLOCK_M, BLOCK_D), zero beyond N and D so padding adds nothing to dots
-        q_base + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-        mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+    if USE_TMA:  # Q lands in shared memory, where the tensor cores read it
+        q = tl.make_tensor_descriptor(q_base, shape=[N_CTX, HEAD_DIM], strides=[stride_qn, 1],
+                                      block_shape=[BLOCK_M, BLOCK_D]).load([start_m * BLOCK_M, 0])
+    else:  # (BLOCK_M, BLOCK_D), zero beyond N and D so padding adds nothing to dots
+        q = tl.load(q_base + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
+                    mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
     if UPCAST:
         q = q.to(tl.float32)
     if USE_TMA:  # (S, D) and (S, Dv) views of this (batch, kv head); stride_kd = stride_vd = 1
@@ -281,7 +284,7 @@ def _fwd_kernel(
 
 
 def use_tma(arch: int, *tensors: torch.Tensor) -> bool:
-    """K/V through TMA tensor descriptors: sm_90 and later, a Triton with
+    """Q, K, V through TMA tensor descriptors: sm_90 and later, a Triton with
     tl.make_tensor_descriptor, and a layout TMA accepts (last stride 1, 16-byte aligned base
     and other strides). Elsewhere (sm_80, the interpreter) the pointer path runs."""
     if arch < 90 or not hasattr(tl, "make_tensor_descriptor"):
@@ -314,7 +317,7 @@ def fwd_launch(
             Hq, Hq // Hkv, N, S, scale, triton.next_power_of_2(N), triton.next_power_of_2(S))
     kwargs = dict(HEAD_DIM=D, HEAD_DIM_V=Dv, BLOCK_D=block_dim(D), BLOCK_DV=block_dim(Dv),
                   CAUSAL=bool(causal), **dot_settings(q.dtype, fp32_precision),
-                  USE_TMA=use_tma(arch, k, v))
+                  USE_TMA=use_tma(arch, q, k, v))
     return grid, args, kwargs
 
 
