@@ -20,7 +20,8 @@ from attnbench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
 COMMANDS = ("attnbench.cli_list", "attnbench.cli_verify", "attnbench.cli_bench",
-            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate")
+            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate",
+            "attnbench.cli_kernels")
 
 
 class UsageError(Exception):

@@ -230,15 +230,17 @@ def compile_all(specs: list[Spec], workers: int) -> list[dict[str, Any]]:
 
 def run_report(archs: list[str], *, dtypes: tuple[str, ...] = DTYPES,
                head_dims: tuple[int, ...] = HEAD_DIMS, kernels: tuple[str, ...] = KERNELS,
-               workers: int | None = None, timeout: float = 3600) -> dict[str, Any]:
+               workers: int | None = None, timeout: float = 3600,
+               limit: int | None = None) -> dict[str, Any]:
     """The report as a dict (schema attnbench-kernels/1), computed in a fresh process without
-    TRITON_INTERPRET, so it works whatever mode this process's kernels were imported in."""
+    TRITON_INTERPRET, so it works whatever mode this process's kernels were imported in.
+    limit: compile only the first `limit` planned configs (a quick check)."""
     unknown = [a for a in archs if a not in ARCHS]
     if unknown:
         raise ValueError(f"--arch: expected some of {sorted(ARCHS)}, got {unknown}")
     request = {"archs": [ARCHS[a] for a in archs], "dtypes": list(dtypes),
                "head_dims": list(head_dims), "kernels": list(kernels),
-               "workers": workers or min(4, os.cpu_count() or 1)}
+               "workers": workers or min(4, os.cpu_count() or 1), "limit": limit}
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = str(Path(__file__).resolve().parent.parent)  # a plain checkout's root
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
@@ -261,7 +263,8 @@ def _child(request: dict[str, Any], path: str) -> None:
     from attnbench import kernel_report  # by name, so worker processes can unpickle it
 
     specs = kernel_report.plan(request["archs"], tuple(request["dtypes"]),
-                               tuple(request["head_dims"]), kernels=tuple(request["kernels"]))
+                               tuple(request["head_dims"]), kernels=tuple(request["kernels"])
+                               )[:request["limit"]]
     started = time.perf_counter()
     rows = kernel_report.compile_all(specs, request["workers"])
     report = {"schema": SCHEMA, "triton": triton.__version__, "shape": SHAPE,
