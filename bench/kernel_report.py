@@ -182,7 +182,8 @@ def compile_spec(spec: Spec) -> dict[str, Any]:
         bound, specialization, options = binder(*args, **kwargs)
         options, signature, constexprs, attrs = fn._pack_args(
             backend, kwargs, bound, specialization, options)
-        knobs.nvidia.dump_ptxas_log = True  # Triton prints its own ptxas -v log
+        knobs.nvidia.dump_ptxas_log = True  # Triton prints its own ptxas -v log ...
+        knobs.compilation.always_compile = True  # ... only when it runs ptxas (no cache hit)
         log = io.StringIO()
         with contextlib.redirect_stdout(log):
             compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs),
