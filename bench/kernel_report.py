@@ -92,8 +92,8 @@ def plan(archs: list[int], dtypes: tuple[str, ...] = DTYPES,
          head_dims: tuple[int, ...] = HEAD_DIMS, causals: tuple[bool, ...] = (False, True),
          kernels: tuple[str, ...] = KERNELS) -> list[Spec]:
     """Every (kernel, config) the autotuner may try on each target: the kernel's configs
-    filtered by its own keep_config(), exactly as a launch on that device prunes them."""
-    from attnbench.kernels.flash_fwd import block_dim, keep_config
+    pruned by its own kept_configs(), exactly as a launch on that device prunes them."""
+    from attnbench.kernels.flash_fwd import block_dim, kept_configs
 
     specs = []
     for arch in archs:
@@ -107,13 +107,11 @@ def plan(archs: list[int], dtypes: tuple[str, ...] = DTYPES,
                         if name == "preprocess":  # not autotuned: one fixed tile
                             configs = [(kwargs["BLOCK_M"], 0, 4, 3)]
                         else:
-                            configs = [
-                                (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps,
-                                 c.num_stages)
-                                for c in kernel.configs
-                                if keep_config(name, c, arch=arch, causal=causal,
-                                               block_d=block_dim(d), block_dv=block_dim(d),
-                                               elem=elem)]
+                            kept = kept_configs(name, kernel.configs, arch=arch,
+                                                causal=causal, block_d=block_dim(d),
+                                                block_dv=block_dim(d), elem=elem)
+                            configs = [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps,
+                                        c.num_stages) for c in kept]
                         specs += [Spec(name, arch, dtype, d, causal, *c) for c in configs]
     return specs
 

@@ -111,16 +111,28 @@ def device_arch(t: torch.Tensor) -> int:
     return 10 * major + minor
 
 
+SMALL_TILE = 64 * 64  # tiles with fewer elements are tried only when no larger one fits
+
+
+def kept_configs(kernel: str, configs: list, **launch) -> list:
+    """The configs the autotuner tries for one launch (keyword arguments of keep_config):
+    those keep_config() allows, without tiles under SMALL_TILE elements when a larger one
+    fits (they exist for fp32 at head dim 256). Never empty: the last (smallest) config
+    remains when nothing fits, and the compile report flags it."""
+    fit = [c for c in configs if keep_config(kernel, c, **launch)]
+    large = [c for c in fit if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] >= SMALL_TILE]
+    return large or fit or configs[-1:]
+
+
 def pruner(kernel: str):
-    """An autotune `early_config_prune` hook applying keep_config() to a real launch."""
+    """An autotune `early_config_prune` hook applying kept_configs() to a real launch."""
     def prune(configs: list, named_args: dict, **kwargs) -> list:
         if INTERPRETED:
             return configs
         q = named_args["Q"]
-        kept = [c for c in configs if keep_config(
-            kernel, c, arch=device_arch(q), causal=bool(kwargs["CAUSAL"]),
-            block_d=kwargs["BLOCK_D"], block_dv=kwargs["BLOCK_DV"], elem=q.element_size())]
-        return kept or configs[-1:]
+        return kept_configs(kernel, configs, arch=device_arch(q), causal=bool(kwargs["CAUSAL"]),
+                            block_d=kwargs["BLOCK_D"], block_dv=kwargs["BLOCK_DV"],
+                            elem=q.element_size())
     return prune
 
 
