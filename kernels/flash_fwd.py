@@ -299,7 +299,8 @@ def use_tma(arch: int, *tensors: torch.Tensor) -> bool:
     """Q, K, V through TMA tensor descriptors: sm_90 and later, a Triton with
     tl.make_tensor_descriptor, and a layout TMA accepts (last stride 1, 16-byte aligned base
     and other strides). Elsewhere (sm_80, the interpreter) the pointer path runs."""
-    if arch < 90 or not hasattr(tl, "make_tensor_descriptor"):
+    if arch < 90 or not hasattr(tl, "make_tensor_descriptor") or not hasattr(
+            triton, "set_allocator"):
         return False
     return all(t.stride(-1) == 1 and t.data_ptr() % 16 == 0
                and all(st * t.element_size() % 16 == 0 for st in t.stride()[:-1])
