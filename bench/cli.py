@@ -21,7 +21,8 @@ from attnbench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
 COMMANDS = ("attnbench.cli_list", "attnbench.cli_verify", "attnbench.cli_bench",
-            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate")
+            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate",
+            "attnbench.cli_kernels")
 
 
 __all__ = ["UsageError", "main"]  # UsageError: defined in the library, raised by both
