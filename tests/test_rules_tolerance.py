@@ -139,6 +139,8 @@ def test_a_textbook_overflow_is_noted_and_its_entries_ignored():
     assert b.pt_error == E and note == "textbook not finite at 2 entries"
     b, note = budget(ref, [torch.full((4,), math.inf)], C_OUTPUT, F32)
     assert b.pt_error == 0 and note == "textbook not finite at 4 entries"
+    b, note = budget(ref, [pt, zeros_with(math.nan)], C_OUTPUT, F32)
+    assert note == "textbook not finite at 3 entries"  # counted over both textbooks
     a = compare("out", zeros_with(0.0), ref, [pt], C_OUTPUT)
     assert a.note == "textbook not finite at 2 entries" and a.describe().endswith(f"({a.note})")
 
@@ -199,7 +201,11 @@ def test_a_missing_gradient_counts_as_zeros_in_the_textbooks_dtype():
     ref = torch.tensor([0.0, E], dtype=F64)
     pt = torch.tensor([0.0, E], dtype=F16)
     a = compare("dv", None, ref, [pt], C_GRAD)
-    assert a.error == E and not a.passed
+    assert a.error == E and not a.passed and a.quantity == "dv"
+    tenth = torch.tensor([0.1, 0.0], dtype=F64)  # its rounding floor differs by dtype
+    assert rounding_floor(tenth, F16) != rounding_floor(tenth, F32)
+    assert compare("dv", None, tenth, [tenth.half()], C_GRAD).budget.floor == \
+        rounding_floor(tenth, F16)
     assert compare("dv", None, torch.zeros(2, dtype=F64), [pt], C_GRAD).passed
 
 

@@ -60,8 +60,8 @@ def test_nan_is_judged_first_and_anywhere():
     assert divergence_verdict([2.0, -math.inf], INIT, UNIGRAM) == "nan"
     assert divergence_verdict([2.0], INIT, UNIGRAM, train_losses=[math.inf]) == "nan"
     assert divergence_verdict([2.0], INIT, UNIGRAM, train_losses=[3.0, 2.5]) == "healthy"
-    with pytest.raises(ValueError, match="val_losses: expected at least the final validation "
-                                         "loss, got none"):
+    with pytest.raises(ValueError, match="^val_losses: expected at least the final validation "
+                                         "loss, got none$"):
         divergence_verdict([], INIT, UNIGRAM, train_losses=[1.0])
 
 
@@ -119,8 +119,8 @@ def test_lr_sensitivity_averages_over_the_grid():
     assert lr_sensitivity({1: 2.0, 2: 3.0, 3: 4.0}, init_loss=5.0) == pytest.approx(1.0)
     assert lr_sensitivity({1: 2.0}, init_loss=5.0) == 0.0
     assert lr_sensitivity({1: 2.0, 2: math.inf}, init_loss=5.0) == pytest.approx(1.5)
-    with pytest.raises(ValueError, match="final_losses: expected one final loss per learning "
-                                         "rate, got none"):
+    with pytest.raises(ValueError, match="^final_losses: expected one final loss per learning "
+                                         "rate, got none$"):
         lr_sensitivity({}, 5.0)
 
 
@@ -134,8 +134,8 @@ def test_lowest_diverging_lr_uses_fractions_over_unequal_seed_counts():
     # equal fractions: the lowest such rate is the reference
     assert lowest_diverging_lr({1e-3: [False], 1e-2: [False, False], 1e-1: [True]}) == 1e-1
     assert lowest_diverging_lr({1e-2: [True, False], 1e-3: [True, False]}) == 1e-3
-    with pytest.raises(ValueError, match="diverged: expected verdicts per learning rate, got "
-                                         "none"):
+    with pytest.raises(ValueError, match="^diverged: expected verdicts per learning rate, got "
+                                         "none$"):
         lowest_diverging_lr({})
 
 
