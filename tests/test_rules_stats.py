@@ -98,6 +98,13 @@ def test_interval_nests_by_level_and_is_reproducible_by_seed():
     assert bootstrap_ratio_ci(base, head, resamples=50) != bootstrap_ratio_ci(base, head)
 
 
+@pytest.mark.parametrize("resamples", [0, -5])
+def test_resamples_must_be_positive(resamples):
+    with pytest.raises(ValueError, match=rf"^resamples: expected at least 1, got {resamples}$"):
+        bootstrap_ratio_ci([1.0, 2.0], [1.0, 2.0], resamples=resamples)
+    assert bootstrap_ratio_ci([1.0, 2.0], [3.0], resamples=1)[0] in (1.5, 2.0, 3.0)
+
+
 @pytest.mark.parametrize("confidence", [0.0, 1.0, -0.1, 1.5])
 def test_confidence_outside_0_1_is_named(confidence):
     with pytest.raises(ValueError, match=rf"confidence: expected a number in \(0, 1\), got "

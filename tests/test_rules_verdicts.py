@@ -137,6 +137,9 @@ def test_lowest_diverging_lr_uses_fractions_over_unequal_seed_counts():
     with pytest.raises(ValueError, match="^diverged: expected verdicts per learning rate, got "
                                          "none$"):
         lowest_diverging_lr({})
+    with pytest.raises(ValueError, match=r"^diverged: expected at least one seed per learning "
+                                         r"rate, got none at \[0.01\]$"):
+        lowest_diverging_lr({1e-3: [True], 1e-2: []})
 
 
 # ---- the gate's time verdict: threshold 10 %, alpha 0.01, at least 5 samples --------------------

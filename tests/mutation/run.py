@@ -58,11 +58,20 @@ def module_of(path: str) -> str:
     return staged(path).removesuffix(".py").replace("/", ".")
 
 
-def changed_modules(base: str, modules: list[str]) -> list[str]:
-    """The configured modules that ``git diff base`` (working tree included) touches."""
-    out = subprocess.run(["git", "diff", "--name-only", base], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.split()
-    return [m for m in modules if m in out]
+def changed_modules(base: str, modules: list[str], tests: list[str]) -> list[str]:
+    """The configured modules that ``git diff base`` (working tree included) touches; all of
+    them when a configured test, this folder or pyproject changed (a weaker test lowers every
+    score) or when ``base`` is unknown (a shallow clone: better slow than unchecked)."""
+    diff = subprocess.run(["git", "diff", "--name-only", base], cwd=ROOT, capture_output=True,
+                          text=True)
+    if diff.returncode != 0:
+        print(f"mutation: cannot diff against {base} ({diff.stderr.strip()}); all modules")
+        return modules
+    changed = diff.stdout.split()
+    if any(f in tests or f.startswith("tests/mutation/") or f == "pyproject.toml"
+           for f in changed):
+        return modules
+    return [m for m in modules if m in changed]
 
 
 def stage(modules: list[str], tests: list[str], pytest_args: list[str]) -> None:
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"modules: expected some of {configured}, got {unknown}")
     modules = args.modules or configured
     if args.changed:
-        modules = changed_modules(args.changed, modules)
+        modules = changed_modules(args.changed, modules, list(config["tests"]))
         if not modules:
             print(f"mutation: no configured module differs from {args.changed}; nothing to do")
             return 0
