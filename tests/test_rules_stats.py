@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats as scipy_stats  # the `test` extra (pyproject); nox installs it
 from attnbench.gate import stats
 from attnbench.gate.stats import (
     EXACT_MAX,
@@ -17,8 +18,6 @@ from attnbench.gate.stats import (
     mann_whitney_u,
     median_ratio,
 )
-
-scipy_stats = pytest.importorskip("scipy.stats")  # the `test` extra; CI installs it
 
 
 def lognormal(n: int, rng: np.random.Generator, median: float = 1.0) -> np.ndarray:
