@@ -77,6 +77,10 @@ def lowest_diverging_lr(diverged: Mapping[float, Sequence[bool]]) -> float | Non
     if not diverged:
         raise ValueError("diverged: expected verdicts per learning rate, got none")
     rates = sorted(diverged)
+    empty = [r for r in rates if not diverged[r]]
+    if empty:  # was a ZeroDivisionError
+        raise ValueError(f"diverged: expected at least one seed per learning rate, got none "
+                         f"at {empty}")
     fractions = [sum(diverged[r]) / len(diverged[r]) for r in rates]
     best = fractions.index(min(fractions))
     return next((r for r in rates[best:] if any(diverged[r])), None)
