@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import replace
 
 import attnbench.variants  # noqa: F401
@@ -40,8 +39,8 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
 def interpreted(name: str) -> bool:
-    """Runs in the Triton interpreter here (about a thousand times slower than compiled)."""
-    return "triton" in get(name).caps.requires and os.environ.get("TRITON_INTERPRET") == "1"
+    """Declared untimeable here: runs in an interpreter (Triton's: ~1000x slower than compiled)."""
+    return get(name).untimeable_reason() is not None
 
 
 def examples(name: str) -> int:
@@ -275,7 +274,7 @@ def test_cli_records_a_raising_variant_as_a_failure(raising_variant, tmp_path, c
 
 @pytest.mark.parametrize("argv, words", [
     (["--variant", "no_such_variant"], "unknown variant(s) no_such_variant; registered:"),
-    (["--check", "no_such_check"], "unknown check(s) no_such_check; known: out"),
+    (["--check", "no_such_check"], "unknown check(s) no_such_check; known: contract, out"),
     (["--dtype", "fp8"], "dtype: expected one of fp32, fp16, bf16, fp64; got 'fp8'"),
 ])
 def test_cli_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):

@@ -19,7 +19,11 @@ from typing import Any
 
 import torch
 from attnbench.throughput.cases import BenchCase, make_call
-from attnbench.throughput.models import attention_flops, attention_memory_bytes
+from attnbench.throughput.models import (
+    attention_flops,
+    attention_memory_bytes,
+    no_memory_model_reason,
+)
 from attnbench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
 from attnbench.variants.registry import parse_dtype
 
@@ -90,6 +94,8 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
         model = attention_memory_bytes(case)
         if model is not None:
             m.values["mem_model_bytes"] = float(model)
+        else:
+            m.skipped["mem_model_bytes"] = no_memory_model_reason(case) or "no model"
     if case.measure == "full":
         m.values["flops"] = attention_flops(case)
     if case.measure == "full" and timed:

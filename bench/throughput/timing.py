@@ -12,8 +12,8 @@ its internal ``BenchmarkFixture`` by hand (17 keyword arguments) can break on an
 
 The CPU clock is ``time.thread_time`` (CPU time of the calling thread) when torch runs one
 thread: on the project's shared 2-core machines it moved about 5 % under contention where wall
-time moved 1.5-4.8x. With more threads the work runs on other threads too, so
-wall time (``perf_counter``) is the only honest clock.
+time moved 1.5-4.8x (docs/methods.md, "Timing"). With more threads the work runs on other
+threads too, so wall time (``perf_counter``) is the only honest clock.
 
 CUDA: CUDA events around each call, with the L2 cache flushed before every call, the method of
 ``triton.testing.do_bench`` written out so it does not depend on Triton's API version.
