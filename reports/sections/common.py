@@ -43,16 +43,12 @@ def attention_cases(bundle: Bundle) -> pd.DataFrame:
 
 
 def memory_fits(bundle: Bundle) -> pd.DataFrame:
-    """memfit rows with variant, mode, dtype and causal taken from the case_id when a column is
-    missing ("memfit:<variant>:<mode>:<dtype>:<causal>")."""
+    """mem_exponent rows with their variant, mode, dtype and causal columns (the report reads
+    a row's fields, never pieces of its case_id)."""
     frame = bundle.rows("throughput")
     if frame.empty or "metric" not in frame:
         return pd.DataFrame(columns=["run", "variant", "mode", "dtype", "causal", "value"])
     frame = ensure(frame[frame["metric"] == "mem_exponent"].copy(), "mode", "dtype", "causal")
-    parts = frame["case_id"].astype(str).str.split(":")
-    for index, column in ((2, "mode"), (3, "dtype"), (4, "causal")):
-        from_id = parts.map(lambda p, i=index: p[i] if len(p) > i else None)
-        frame[column] = frame[column].where(frame[column].notna(), from_id)
     frame["causal"] = frame["causal"].map(as_bool)
     return frame
 
