@@ -21,7 +21,7 @@ PYTHON = os.environ.get("ATTNBENCH_PYTHON")  # None: the interpreter running nox
 
 def install_project(session: nox.Session) -> None:
     session.install(TORCH_SPEC)
-    session.install("-e", ".[triton,memory]")
+    session.install("-e", ".[triton,memory,dask]")
 
 
 @nox.session(python=PYTHON)
