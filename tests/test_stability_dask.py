@@ -40,7 +40,7 @@ def test_local_dask_cluster_matches_the_local_run(tmp_path: Path) -> None:
     assert load_provenance(tmp_path / "dask")["executor"] == "ClientExecutor"
     local, dask = table(tmp_path / "local"), table(tmp_path / "dask")
     runs = local[local["case_id"].str.startswith(("train:", "init:"))]
-    assert runs["case_id"].nunique() == 8 + 6 and (local["status"] != "error").all()
+    assert runs["case_id"].nunique() == 16 + 6 and (local["status"] != "error").all()
     pd.testing.assert_frame_equal(local, dask)
     assert load_samples(tmp_path / "local") == load_samples(tmp_path / "dask")
 
