@@ -133,6 +133,13 @@ def test_interrupted_sweep_resumes(tmp_path: Path, corpus: str) -> None:
     assert not frame.fillna({"layer": -1}).duplicated(["case_id", "metric", "layer"]).any()
     runs = frame[frame["case_id"].str.startswith(("train:", "init:"))]
     assert runs["case_id"].nunique() == N_JOBS
+    # A resume of the finished sweep runs nothing and rewrites the derived rows in place.
+    lines.clear()
+    run_stability(preset, tmp_path, corpus=corpus, workers=0, resume=True, log=lines.append)
+    assert f"{N_JOBS} jobs, 0 to run" in lines[0]
+    again = load_results(tmp_path)
+    assert len(again) == len(frame)
+    assert not again.fillna({"layer": -1}).duplicated(["case_id", "metric", "layer"]).any()
 
 
 def test_force_replaces_a_previous_run(tmp_path: Path, corpus: str) -> None:

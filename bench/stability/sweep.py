@@ -50,6 +50,7 @@ from attnbench.stability.presets import Preset
 from attnbench.stability.train import TrainJob, run_train
 
 Job = TrainJob | InitJob
+DERIVED = ("lrsens:", "lowdiv:", "finding:")  # case ids computed from the runs, not run
 Log = Callable[[str], None]
 
 
@@ -181,7 +182,8 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
                   resume: bool = False, force: bool = False, plugins: tuple[str, ...] = (),
                   argv: list[str] | None = None, log: Log = print) -> list[Finding]:
     """The whole benchmark: init diagnostics and training runs of ``preset``, then the
-    derived rows (lr_sensitivity, lowest_diverging_lr) and the findings."""
+    derived rows (lr_sensitivity, lowest_diverging_lr) and the findings, recomputed on every
+    run (so ``resume=True`` on a finished sweep refreshes them with the current code)."""
     preset = preset if isinstance(preset, Preset) else Preset.load(preset)
     ref = CorpusRef.of(corpus)
     data = ref.load(preset.model().block_size)  # fail fast, here, on a bad or short corpus
@@ -208,11 +210,11 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
         f"{sum(not writer.is_done(j.case_id) for j in jobs)} to run, {workers} workers")
     counts = run_jobs(jobs, writer, executor=executor, workers=workers, plugins=plugins,
                       log=log)
+    writer.drop_cases(DERIVED)  # recomputed from every run so far, by this code
     frame = load_results(writer.dir)
     findings = evaluate_findings(frame)
     for case_id, rows in derived_cases(frame, findings):
-        if not writer.is_done(case_id):
-            writer.add_case(case_id, rows)
+        writer.add_case(case_id, rows)
     wall = time.perf_counter() - start
     writer.finish(wall_s=wall, runs_ok=counts["ok"], runs_error=counts["error"],
                   jobs_cpu_s=counts["cpu_s"],
