@@ -23,7 +23,8 @@ __all__ = ["UsageError", "main"]  # UsageError is the library's; subcommands imp
 
 # Subcommand modules, in the order `attnbench --help` lists them.
 COMMANDS = ("attnbench.cli_list", "attnbench.cli_verify", "attnbench.cli_bench",
-            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate")
+            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate",
+            "attnbench.cli_kernels")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

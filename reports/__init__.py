@@ -26,6 +26,7 @@ from attnbench.reports.sections import (
     correctness,
     environment,
     gate,
+    kernels,
     memory,
     roofline,
     stability,
@@ -34,7 +35,7 @@ from attnbench.reports.sections import (
 
 SECTIONS = (summary.build, environment.build, capabilities.build, correctness.build,
             throughput.build, roofline.build, memory.build, blocks.build, stability.build,
-            gate.build)
+            gate.build, kernels.build)
 TITLE = "attnbench report"
 
 
