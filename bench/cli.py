@@ -56,19 +56,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as exc:  # only the project's own errors; anything else is a bug
-        if isinstance(exc, user_errors()):
+        if isinstance(exc, AttnbenchError):
             print(f"attnbench {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean "the user can fix this": usage, plugins, results files, and
-    the stability suite's preset and corpus errors (they predate ``AttnbenchError``)."""
-    from attnbench.stability.data import CorpusError
-    from attnbench.stability.presets import PresetError
-
-    return AttnbenchError, PresetError, CorpusError
 
 
 def print_json(data: Any) -> None:

@@ -181,7 +181,8 @@ def test_dead_worker_is_isolated(tmp_path: Path, corpus: str,
                 os._exit(3)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
-    preset = Preset("tiny", {**TINY, "init": {**TINY["init"], "depths": [1]}}).validated()
+    preset = Preset("tiny", {**TINY, "init": {**TINY["init"], "depths": [1],
+                                              "inits": ["scaled"]}}).validated()
     preset = preset.with_overrides(["pre_ln", "test_killer_block"])
     jobs = preset.init_jobs(CorpusRef.of(corpus))
     writer = ResultsWriter(tmp_path / "res", "stability")

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from attnbench.errors import UsageError
 
 DEFAULT_SOURCE = "pydoc_data.topics"
 VAL_FRACTION = 0.1  # the last 10% of the text is the validation split
 
 
-class CorpusError(ValueError):
+class CorpusError(UsageError):
     """The corpus is missing, unreadable, empty, not UTF-8, or too short for the context."""
 
 

@@ -34,6 +34,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.stability.common import ModelSpec
 from attnbench.stability.data import CorpusRef
 from attnbench.stability.diagnostics import InitJob
@@ -117,7 +118,7 @@ def warmup_steps(warmup: int | float, steps: int) -> int:
     return warmup if isinstance(warmup, int) else round(warmup * steps)
 
 
-class PresetError(ValueError):
+class PresetError(UsageError):
     """A preset (built-in name or JSON file) is unknown or malformed."""
 
 
