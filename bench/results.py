@@ -158,6 +158,17 @@ class ResultsWriter:
                                            for row in rows))
         self.done.add(case_id)
 
+    def drop_cases(self, prefixes: tuple[str, ...]) -> None:
+        """Remove the rows of every case whose id starts with one of ``prefixes`` (derived
+        cases a suite recomputes on each run, e.g. after a --resume with newer code)."""
+        path = self.dir / RESULTS
+        kept = [r for r in _read_lines(path) if not str(r.get("case_id")).startswith(prefixes)]
+        tmp = self.dir / (RESULTS + ".tmp")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept),
+                       encoding="utf-8")
+        tmp.replace(path)  # atomic: never a half-written table
+        self.done = {r["case_id"] for r in kept}
+
     def finish(self, **summary: Any) -> None:
         self.provenance.update(end_time=now_iso(), **summary)
         self._write_provenance()

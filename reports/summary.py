@@ -200,7 +200,8 @@ def by_depth(frame: pd.DataFrame, metric: str, style: Any, missing: str) -> str:
 
 
 def findings(bundle: Bundle) -> list[list[Any]]:
-    """The literature claims the stability suite tested: reproduced, not, or not measured."""
+    """The literature claims the stability suite tested: reproduced, not reproduced,
+    inconclusive (seeds disagree) or not measured."""
     frame = bundle.rows("stability", status=None)
     if frame.empty:
         return []
@@ -209,7 +210,10 @@ def findings(bundle: Bundle) -> list[list[Any]]:
     out = []
     frame = ensure(frame, "claim", "source")
     for _, row in frame.sort_values(["run", "case_id"]).iterrows():
-        if row["status"] != "ok" or row["value"] != row["value"]:
+        named = row.get("verdict")  # reproduced / not reproduced / inconclusive / not measured
+        if named == "inconclusive":
+            verdict = Cell("inconclusive", "warn")
+        elif row["status"] != "ok" or row["value"] != row["value"]:
             verdict = Cell("not measured", "muted")
         else:
             verdict = Cell("reproduced", "good") if row["value"] == 1 else Cell(

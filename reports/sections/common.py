@@ -100,9 +100,10 @@ def case_text(row: pd.Series | dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 def stability_configs(frame: pd.DataFrame) -> pd.Series:
-    """Names for trained configurations: the block, plus the attention and warm-up only when
-    a run varied them ("post_ln", "post_ln warmup 100", "pre_ln [sdpa]")."""
-    frame = ensure(frame, "block", "variant", "attention", "warmup")
+    """Names for trained configurations: the block, plus the attention, warm-up, AdamW beta2
+    and init scheme only when a run varied them ("post_ln", "post_ln warmup 100 beta2 0.999",
+    "pre_ln [sdpa]", "pre_ln init unscaled")."""
+    frame = ensure(frame, "block", "variant", "attention", "warmup", "beta2", "init")
     block = frame["block"].where(frame["block"].notna(), frame["variant"]).astype(str)
     label = block.copy()
     if frame["attention"].dropna().nunique() > 1:
@@ -110,4 +111,8 @@ def stability_configs(frame: pd.DataFrame) -> pd.Series:
     if frame["warmup"].dropna().nunique() > 1:
         label = label + frame["warmup"].map(
             lambda w: "" if w != w else f" warmup {int(w)}")
+    if frame["beta2"].dropna().nunique() > 1:
+        label = label + frame["beta2"].map(lambda b: "" if b != b else f" beta2 {b:g}")
+    if frame["init"].dropna().nunique() > 1:
+        label = label + frame["init"].map(lambda i: "" if i != i else f" init {i}")
     return label
