@@ -102,10 +102,15 @@ _ALL: tuple[Metric, ...] = (
     Metric("hidden_norm", "", "none", _S, "Norm of one layer's output (column layer) at init."),
     Metric("last_ffn_grad_norm", "", "none", _S, "Gradient norm of the last MLP at init."),
     Metric("output_change", "", "lower", _S,
-           "Mean squared change of the model output under relative Gaussian parameter noise "
-           "at init (Admin's measure, Liu et al. 2020)."),
+           "Admin's measure (Liu et al. 2020): squared L2 change per token of the model output "
+           "when the residual branches' weights get independent noise of one absolute std, "
+           "mean over noise draws (stability.diagnostics)."),
+    Metric("output_change_all", "", "none", _S,
+           "The earlier output-change measure: noise eps * rms(param) on every parameter, norm "
+           "gains and embeddings included; kept to show why it misled (stability.diagnostics)."),
     Metric("one_step_change", "", "lower", _S,
-           "Mean squared change of the same output after one AdamW step at init."),
+           "Squared L2 change per token of the same output after one AdamW step at the "
+           "preset's reference learning rate, at init."),
     Metric("lowest_diverging_lr", "lr", "higher", _S,
            "Lowest learning rate of the sweep whose run diverged, per depth."),
     Metric("lr_sensitivity", "nats", "lower", _S,
