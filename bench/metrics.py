@@ -102,13 +102,15 @@ _ALL: tuple[Metric, ...] = (
     Metric("hidden_norm", "", "none", _S, "Norm of one layer's output (column layer) at init."),
     Metric("last_ffn_grad_norm", "", "none", _S, "Gradient norm of the last MLP at init."),
     Metric("output_change", "", "lower", _S,
-           "Mean squared change per token of the model output when the sublayers' weights get "
-           "Gaussian noise of one absolute std at init (Admin's measure, Liu et al. 2020)."),
-    Metric("output_change_all", "", "lower", _S,
-           "The earlier, misleading measure: every parameter (norm gains included) perturbed "
-           "relative to its own RMS; kept to show why it read DeepNorm as Post-LN."),
+           "Admin's measure (Liu et al. 2020): squared L2 change per token of the model output "
+           "when the residual branches' weights get independent noise of one absolute std, "
+           "mean over noise draws (stability.diagnostics)."),
+    Metric("output_change_all", "", "none", _S,
+           "The earlier output-change measure: noise eps * rms(param) on every parameter, norm "
+           "gains and embeddings included; kept to show why it misled (stability.diagnostics)."),
     Metric("one_step_change", "", "lower", _S,
-           "Mean squared change of the same output after one AdamW step at init."),
+           "Squared L2 change per token of the same output after one AdamW step at the "
+           "preset's reference learning rate, at init."),
     Metric("lowest_diverging_lr", "lr", "higher", _S,
            "Lowest learning rate of the sweep whose run diverged, per depth."),
     Metric("lr_sensitivity", "nats", "lower", _S,

@@ -132,7 +132,7 @@ def test_a_head_variant_that_raises_is_a_correctness_regression(repo, tmp_path):
                 "--kinds", "correctness", "--out", str(out)) == 1
     findings = read_verdict(out)["findings"]
     assert all((f["kind"], f["verdict"]) == ("correctness", "regressed") for f in findings)
-    assert any(f["case"] == "gate_probe:fwd:B1-H2-N64-D32-float32-cpu" and
+    assert any(f["case"] == "attention:gate_probe:B1-H2-N64-D32-float32-cpu:fwd" and
                "raised RuntimeError: kernel launch failed" in f["detail"] for f in findings)
     assert any(f["case"].startswith("verify:gate_probe:") for f in findings)  # the suite too
 
