@@ -92,6 +92,7 @@ def keep_config(kernel: str, config: triton.Config, *, arch: int, causal: bool, 
       warpgroups too little work each);
     - causal: BLOCK_M >= BLOCK_N for the forward and dQ (the diagonal band is then at most
       two key tiles), BLOCK_N >= BLOCK_M for dK/dV (its outer tile is the keys);
+    - at most MAX_LIVE_FP32 accumulator and score values per thread (no register spills);
     - the shared-memory estimate within the device's limit.
     """
     bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
@@ -99,8 +100,31 @@ def keep_config(kernel: str, config: triton.Config, *, arch: int, causal: bool, 
         return False
     if causal and (bn > bm if kernel != "dkdv" else bm > bn):
         return False
+    if live_fp32_per_thread(kernel, bm, bn, config.num_warps, block_d, block_dv) > MAX_LIVE_FP32:
+        return False
     limit = SHARED_LIMIT.get(arch, 99 * 1024)
     return shared_estimate(kernel, bm, bn, config.num_stages, block_d, block_dv, elem) <= limit
+
+
+# Above this many fp32 accumulator and score values per thread a config spills registers
+# (255 per thread at most): measured by the compile report on sm_90 at head dims 64 and 128,
+# where every config at <= 160 compiled without spills and every one at >= 192 spilled (for
+# example the forward at 128x64, 4 warps, D 128: 192 values, 4-28 bytes of spills; dK/dV at
+# 32x128, 4 warps, D 128: 320 values, 1.3 KB).
+MAX_LIVE_FP32 = 160
+
+
+def live_fp32_per_thread(kernel: str, bm: int, bn: int, warps: int, block_d: int,
+                         block_dv: int) -> float:
+    """fp32 values a thread holds in the inner loop: the accumulators (forward: O; dK/dV: dK
+    and dV; dQ: dQ) plus the score tiles (forward: S = P; backward: S^T = P^T and dP)."""
+    if kernel == "fwd":
+        values = bm * block_dv + bm * bn
+    elif kernel == "dkdv":
+        values = bn * (block_d + block_dv) + 2 * bm * bn
+    else:
+        values = bm * block_d + 2 * bm * bn
+    return values / (32 * warps)
 
 
 def device_arch(t: torch.Tensor) -> int:
