@@ -9,10 +9,22 @@ Dimension glossary (used in every shape comment):
 One program computes one BLOCK_M tile of queries for one (batch, query head). It streams over
 key/value tiles with the online softmax of FlashAttention-2: a running row max `m_i`, a running
 row sum `l_i` and an output accumulator `acc` that is rescaled whenever the max grows.
-exp(x) is computed as exp2(x * log2(e)) (exp2 is one instruction on GPUs), but only after the
-row max is subtracted: folding log2(e) into the scale, as the Triton tutorial does, rounds
-|logit| * log2(e) and costs fp32 a few ulps of relative error in P for large logits, while
-(logit - max) is small exactly where P is large.
+exp(x) is computed as exp2(x * log2(e)) (exp2 is one instruction on GPUs). The softmax scale
+and log2(e) are folded into one factor applied to the raw dot product together with the row
+max: p = exp2(qk * (scale * log2 e) - m * log2 e), one fused multiply-add per logit on a GPU
+(three operations before: scale, subtract the max, scale by log2 e). The FMA rounds only the
+result, which is small exactly where p is large, so on a GPU the fold does not lose accuracy;
+the running max m stays in natural units, so the log-sum-exp is m + log(l) as before. The
+interpreter does not fuse, so there the product is rounded at the size of the logit: measured
+over tests/test_kernel_flash.py (fp32, interpreter; FOLD_COST below), the fold moved the error
+ratios but every case still passes the tolerance rule.
+
+Where tiles need no mask they get none: key tiles that are full (inside S) and, when causal,
+end before the tile's first query row run unmasked; only the ragged last tile and the diagonal
+band are masked. On sm_90 Q, K and V are read through TMA tensor descriptors (out-of-bounds
+rows and columns read as zero), which frees the registers the pointer arithmetic held (the
+compile report, `attnbench kernels`, shows the difference); sm_80 and the interpreter use
+pointers.
 The kernel writes O and the natural-log log-sum-exp of each query row, which the backward pass
 uses to recompute the softmax without storing the (N, S) probability matrix.
 
