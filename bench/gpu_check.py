@@ -35,7 +35,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -64,12 +63,12 @@ def correctness(out: Path, seed: int, *, device: str = "cuda", variants: tuple[s
     shapes. The keyword arguments let the smoke stage and the test suite (on CPU, at tiny
     shapes) run this same code.
     """
-    from attnbench.cli_verify import open_results
     from attnbench.variants.registry import Case, get
     from attnbench.verify.agreement import check_agreement
+    from attnbench.verify.results import open_results
     from attnbench.verify.runner import verify_attention
 
-    record = open_results(SimpleNamespace(out=out, seed=seed, plugins_loaded=[], force=True))
+    record = open_results(out, seed, force=True)
     results: list = []
     shapes = REAL_SHAPES + ODD_HEAD_DIMS if shapes is None else shapes
     for name in variants:

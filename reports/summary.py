@@ -78,27 +78,46 @@ def check_outcome(rows: pd.DataFrame) -> str:
 
 
 def fastest(bundle: Bundle) -> tuple[dict[RunVariant, str], dict[RunVariant, str]]:
-    """Where each variant wins (lowest median time among the variants measured on the same
-    problem in the same run), and its best TFLOP/s with the case it was reached on."""
+    """Where each variant wins, and its best TFLOP/s with the case it was reached on.
+
+    A variant wins a problem (the variants measured on the same shape in the same run) when it
+    has the lowest median time AND its speed-up over the runner-up is called "faster": the
+    interval over worker processes clears 1 by more than the run's A/A noise floor
+    (``attnbench.speed``). Otherwise the problem is a tie and nobody wins it."""
+    from attnbench.reports.sections.throughput import noise_floors, process_medians
+    from attnbench.speed import speedup
+
     cases = attention_cases(bundle)
     cases = cases[cases["time_median_s"].notna()] if not cases.empty else cases
+    floors = noise_floors(bundle)
     wins: dict[RunVariant, list[pd.Series]] = {}
     compared: dict[RunVariant, int] = {}
+    ties: dict[RunVariant, int] = {}
     for _, problem in groups(cases, ["run", *SHAPE]):
         if problem["variant"].nunique() < 2:
             continue
-        winner = problem.loc[problem["time_median_s"].idxmin()]
+        ranked = problem.sort_values("time_median_s")
+        winner, second = ranked.iloc[0], ranked.iloc[1]
+        run = winner["run"]
         for variant in problem["variant"].unique():
-            compared[(winner["run"], variant)] = compared.get((winner["run"], variant), 0) + 1
-        wins.setdefault((winner["run"], winner["variant"]), []).append(winner)
+            compared[(run, variant)] = compared.get((run, variant), 0) + 1
+        call = speedup(process_medians(bundle, run, second["case_id"]),
+                       process_medians(bundle, run, winner["case_id"]),
+                       floors.get(run, float("nan")))["call"]
+        if call == "faster":
+            wins.setdefault((run, winner["variant"]), []).append(winner)
+        else:
+            for variant in problem["variant"].unique():
+                ties[(run, variant)] = ties.get((run, variant), 0) + 1
     regimes: dict[RunVariant, str] = {}
     for key, n in compared.items():
         won = pd.DataFrame(wins.get(key, []))
+        tied = f"; {ties[key]} within noise (tie)" if ties.get(key) else ""
         if won.empty:
-            regimes[key] = f"never fastest ({n} problems compared)"
+            regimes[key] = f"never called fastest ({n} problems compared{tied})"
             continue
         regimes[key] = (f"all {n} problems" if len(won) == n else
-                        f"{len(won)} of {n}: " + "; ".join(regime_words(won)))
+                        f"{len(won)} of {n}: " + "; ".join(regime_words(won))) + tied
     best: dict[RunVariant, str] = {}
     for (run, variant), rows in groups(cases[cases["tflops"].notna()] if not cases.empty
                                        else cases, ["run", "variant"]):
@@ -181,7 +200,8 @@ def by_depth(frame: pd.DataFrame, metric: str, style: Any, missing: str) -> str:
 
 
 def findings(bundle: Bundle) -> list[list[Any]]:
-    """The literature claims the stability suite tested: reproduced, not, or not measured."""
+    """The literature claims the stability suite tested: reproduced, not reproduced,
+    inconclusive (seeds disagree) or not measured."""
     frame = bundle.rows("stability", status=None)
     if frame.empty:
         return []
@@ -190,7 +210,10 @@ def findings(bundle: Bundle) -> list[list[Any]]:
     out = []
     frame = ensure(frame, "claim", "source")
     for _, row in frame.sort_values(["run", "case_id"]).iterrows():
-        if row["status"] != "ok" or row["value"] != row["value"]:
+        named = row.get("verdict")  # reproduced / not reproduced / inconclusive / not measured
+        if named == "inconclusive":
+            verdict = Cell("inconclusive", "warn")
+        elif row["status"] != "ok" or row["value"] != row["value"]:
             verdict = Cell("not measured", "muted")
         else:
             verdict = Cell("reproduced", "good") if row["value"] == 1 else Cell(
@@ -218,7 +241,8 @@ def build(bundle: Bundle) -> Section:
     section = Section("summary", "1. Summary", (
         "One row per variant and run: right (verify suite, error against the float64 reference "
         "as a fraction of the allowed bound), fast (problems where it had the lowest median "
-        "time), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))
+        "time and beat the runner-up by more than the run's A/A noise floor; closer is a "
+        "tie), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))
     verdicts, (regimes, best), exponents = verification(bundle), fastest(bundle), \
         memory_exponents(bundle)
     keys = sorted(set(verdicts) | set(regimes) | set(best) | set(exponents),

@@ -26,7 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from attnbench.gate.measure import GateSettings, Preset, compare_sides
+from attnbench.errors import UsageError
+from attnbench.gate.measure import GatePreset, GateSettings, compare_sides
 from attnbench.gate.sides import SideSpec
 from attnbench.gate.verdicts import exit_code
 
@@ -56,12 +57,12 @@ def _probe_sides(root: Path, fault: str) -> tuple[SideSpec, SideSpec]:
             SideSpec("head", root, (f"{PLUGINS}.{fault}",), fault))
 
 
-def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_runs: int = 2,
+def run_self_check(root: Path, preset: GatePreset, settings: GateSettings, *, aa_runs: int = 2,
                    power_runs: int = 5, log: Callable[[str], None] = lambda s: None
                    ) -> dict[str, Any]:
     """Measure false alarms and power; returns the numbers and a printable summary."""
     if aa_runs < 1 or power_runs < 1:
-        raise ValueError(f"--aa-runs and --power-runs: expected >= 1, got {aa_runs}, "
+        raise UsageError(f"--aa-runs and --power-runs: expected >= 1, got {aa_runs}, "
                          f"{power_runs}")
     start = time.monotonic()
     verdicts: Counter = Counter()

@@ -1,7 +1,8 @@
 """Named benchmark presets, kept as data: ``bench/throughput/presets/<name>.toml``.
 
-A preset file has top-level settings (device, threads, time_limit_s, optional variants) and
-grids. Every key of a grid takes a value or a list of values; a grid is the cartesian product:
+A preset file has top-level settings (device, threads, time_limit_s, optional variants,
+control: the variant timed twice as the run's A/A control, default sdpa) and grids. Every
+key of a grid takes a value or a list of values; a grid is the cartesian product:
 
     [[attention]]   timed cases: B | tokens (B = tokens // N), Hq | width (Hq = width // D),
                     Hkv (default Hq), N, S (default N), D, Dv (default D), dtype, causal, mode
@@ -10,7 +11,8 @@ grids. Every key of a grid takes a value or a list of values; a grid is the cart
     [[block]]       block (default: every registered block), B, N, d_model, n_heads, dtype,
                     causal (default true), mode (fwd, fwd+bwd)
     [[limit]]       variant, N_max, reason: a cap; larger cases are recorded as skipped
-    [timing]        max_time, min_rounds, warmup (see timing.TimingSettings)
+    [timing]        max_time, min_rounds, warmup (per worker process), processes (how many
+                    worker processes time every case; see timing.TimingSettings)
 
 A path ending in ``.toml`` works as ``--preset`` too.
 """
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.throughput.cases import BLOCK_MODES, MODES, BenchCase
 from attnbench.throughput.timing import TimingSettings
 from attnbench.variants.registry import dtype_name, list_variants, parse_dtype
@@ -31,8 +34,9 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 ATTENTION_KEYS = {"B", "tokens", "Hq", "width", "Hkv", "N", "S", "D", "Dv", "dtype", "causal",
                   "mode"}
 BLOCK_KEYS = {"block", "B", "N", "d_model", "n_heads", "dtype", "causal", "mode"}
-TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "timing",
-            "attention", "memory", "block", "limit"}
+TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "control",
+            "timing", "attention", "memory", "block", "limit"}
+DEFAULT_CONTROL = "sdpa"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Preset:
     time_limit_s: float
     timing: TimingSettings
     variants: tuple[str, ...] | None  # None: every registered attention variant
+    control: str = DEFAULT_CONTROL  # the A/A control's variant
     attention: list[dict[str, Any]] = field(default_factory=list)
     memory: list[dict[str, Any]] = field(default_factory=list)
     block: list[dict[str, Any]] = field(default_factory=list)
@@ -74,27 +79,27 @@ def load_preset(name_or_path: str) -> Preset:
     path = Path(name_or_path) if name_or_path.endswith(".toml") else (
         PRESET_DIR / f"{name_or_path}.toml")
     if not path.is_file():
-        raise ValueError(f"--preset: unknown preset {name_or_path!r}; available: "
+        raise UsageError(f"--preset: unknown preset {name_or_path!r}; available: "
                          f"{', '.join(available_presets())} (or a path to a .toml file)")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"preset {path}: not valid TOML ({exc})") from None
+        raise UsageError(f"preset {path}: not valid TOML ({exc})") from None
     where = f"preset {path.name}"
     unknown = set(raw) - TOP_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
+        raise UsageError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
     for section, keys in (("attention", ATTENTION_KEYS), ("memory", ATTENTION_KEYS),
                           ("block", BLOCK_KEYS)):
         for i, grid in enumerate(raw.get(section, [])):
             bad = set(grid) - keys
             if bad:
-                raise ValueError(f"{where}: [[{section}]] #{i + 1} has unknown keys "
+                raise UsageError(f"{where}: [[{section}]] #{i + 1} has unknown keys "
                                  f"{sorted(bad)}; known: {sorted(keys)}")
     try:
         timing = TimingSettings(**raw.get("timing", {}))
     except TypeError as exc:
-        raise ValueError(f"{where}: [timing]: {exc}") from None
+        raise UsageError(f"{where}: [timing]: {exc}") from None
     limits = [Limit(str(x["variant"]), int(x["N_max"]), str(x.get("reason", "")))
               for x in raw.get("limit", [])]
     variants = raw.get("variants")
@@ -102,6 +107,7 @@ def load_preset(name_or_path: str) -> Preset:
                   device=str(raw.get("device", "cpu")), threads=int(raw.get("threads", 1)),
                   time_limit_s=float(raw.get("time_limit_s", 60)), timing=timing,
                   variants=tuple(variants) if variants is not None else None,
+                  control=str(raw.get("control", DEFAULT_CONTROL)),
                   attention=raw.get("attention", []), memory=raw.get("memory", []),
                   block=raw.get("block", []), limits=limits, raw=raw)
 
@@ -115,7 +121,7 @@ def _grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _mode(where: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"{where}: mode must be one of {list(allowed)}, got {value!r}")
+        raise UsageError(f"{where}: mode must be one of {list(allowed)}, got {value!r}")
     return value
 
 
@@ -127,7 +133,7 @@ def _attention_cases(preset: Preset, grid: dict[str, Any], measure: str, device:
         B = int(p["B"]) if "B" in p else int(p["tokens"]) // N
         Hq = int(p["Hq"]) if "Hq" in p else int(p["width"]) // D
         if B < 1 or Hq < 1:
-            raise ValueError(f"{where}: B and Hq must come out >= 1 (B or tokens // N, Hq or "
+            raise UsageError(f"{where}: B and Hq must come out >= 1 (B or tokens // N, Hq or "
                              f"width // D), got B={B}, Hq={Hq} at N={N}, D={D}")
         for name in names:
             cases.append(BenchCase(
@@ -147,7 +153,7 @@ def _block_cases(preset: Preset, grid: dict[str, Any], device: str, names: list[
     for p in _grid(grid):
         d_model, n_heads = int(p["d_model"]), int(p["n_heads"])
         if d_model % n_heads:
-            raise ValueError(f"{where}: d_model ({d_model}) must be a multiple of n_heads "
+            raise UsageError(f"{where}: d_model ({d_model}) must be a multiple of n_heads "
                              f"({n_heads})")
         for name in names:
             N, D = int(p["N"]), d_model // n_heads
@@ -175,7 +181,7 @@ def expand(preset: Preset, device: str | None = None,
             cases += _block_cases(preset, grid, device, names,
                                   f"preset {preset.name}: [[block]] #{i + 1}")
     except KeyError as exc:
-        raise ValueError(f"preset {preset.name}: a grid is missing the key {exc}") from None
+        raise UsageError(f"preset {preset.name}: a grid is missing the key {exc}") from None
     _check_memory_groups([c for c in cases if c.measure == "memory"], preset.name)
     unique = {c.case_id: c for c in cases}  # grids may overlap; a case runs once
     return list(unique.values())
@@ -188,5 +194,5 @@ def _check_memory_groups(cases: list[BenchCase], name: str) -> None:
         key = (c.attention, c.mode, c.dtype, c.causal, c.device)
         shape = (c.B, c.Hq, c.Hkv, c.D, c.Dv, c.S == c.N)
         if seen.setdefault(key, shape) != shape:
-            raise ValueError(f"preset {name}: [[memory]] grids vary more than N for {key}: "
+            raise UsageError(f"preset {name}: [[memory]] grids vary more than N for {key}: "
                              f"{seen[key]} vs {shape} (B, Hq, Hkv, D, Dv, S == N)")

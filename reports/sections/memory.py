@@ -6,7 +6,6 @@ k ≈ 2 means the N × S score matrix is materialised (naive), k ≈ 1 means O(N
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import (
@@ -33,14 +32,12 @@ MIB = 2**20
 PANEL_KEYS = ["run", "device", "mode", "dtype", "B", "Hq", "Hkv", "D", "Dv"]
 
 
-def slope(line: pd.DataFrame) -> float | None:
-    """Least-squares slope of log(peak) against log(N): the exponent of the line as drawn
-    (the suite's own fits, over its memory sweep, are in the table below the figure)."""
-    points = line[(line["mem_peak_bytes"] > 0) & (line["N"] > 0)]
-    if points["N"].nunique() < 2:
-        return None
-    return float(np.polyfit(np.log(points["N"].astype(float)),
-                            np.log(points["mem_peak_bytes"].astype(float)), 1)[0])
+def fitted_exponents(bundle: Bundle) -> dict[tuple, float]:
+    """The suite's own fits (mem_exponent rows, over its memory sweep) by (run, variant, mode,
+    dtype, causal): the one exponent the legend, the table and the summary all show."""
+    fits = memory_fits(bundle)
+    return {(r["run"], r["variant"], r["mode"], r["dtype"], as_bool(r["causal"])):
+            float(r["value"]) for _, r in fits.iterrows() if r["value"] == r["value"]}
 
 
 def scaling_panels(cases: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
@@ -51,13 +48,15 @@ def scaling_panels(cases: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 
 def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]]) -> Figure:
     colors = bundle.colors()
+    exponents = fitted_exponents(bundle)
     fig, axes = figures.grid(len(found))
     for ax, (key, g) in zip(axes, found, strict=False):
         panel = dict(zip(PANEL_KEYS, key, strict=True))
         both = g["causal"].map(as_bool).nunique() > 1
         for (variant, causal), line in groups(g, ["variant", "causal"]):
             line = line.sort_values("N")
-            k = slope(line)
+            k = exponents.get((panel["run"], variant, panel["mode"], panel["dtype"],
+                               as_bool(causal)))
             label = variant + (" causal" if both and as_bool(causal) else "") + (
                 f" (k={k:.2f})" if k is not None else "")
             style = ":" if both and as_bool(causal) else "-"
@@ -75,8 +74,8 @@ def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]]) -> Fi
                            logy=True, base=2)
         figures.legend(ax, loc="upper left")
     return Figure("07-memory", figures.to_png(fig),
-                  "Peak memory vs N, log-log (solid: measured, k = slope of that line; dashed: "
-                  "analytic model)")
+                  "Peak memory vs N, log-log (solid: measured, k = the suite's fitted exponent "
+                  "over its memory sweep, as in the table; dashed: analytic model)")
 
 
 def build(bundle: Bundle) -> Section:
