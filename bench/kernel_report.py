@@ -172,7 +172,7 @@ def compile_spec(spec: Spec) -> dict[str, Any]:
         backend = make_backend(target)
         kernel, args, kwargs = _launches(spec.dtype, spec.head_dim, spec.causal,
                                          spec.arch)[spec.kernel]
-        fn = getattr(kernel, "fn", kernel)  # autotuned kernels wrap the JITFunction
+        fn = kernel.fn if hasattr(kernel, "configs") else kernel  # Autotuner wraps the jit
         kwargs = {**kwargs, "num_warps": spec.num_warps, "num_stages": spec.num_stages}
         if spec.kernel != "preprocess":
             kwargs.update(BLOCK_M=spec.block_m, BLOCK_N=spec.block_n)

@@ -49,7 +49,8 @@ from attnbench.kernels.flash_fwd import (
 # The dK/dV kernel's outer tile is BLOCK_N keys, the dQ kernel's is BLOCK_M queries; each
 # prefers a long outer tile and a short inner one (as in the Triton tutorial: 128 x 32).
 DKDV_CONFIGS = make_configs([
-    (32, 128, 4, 3), (32, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2),
+    (32, 128, 4, 3), (32, 128, 8, 2), (32, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2),
+    (64, 64, 8, 2), (64, 128, 8, 2),
     (16, 64, 4, 2), (32, 32, 4, 1),
 ])
 DQ_CONFIGS = make_configs([

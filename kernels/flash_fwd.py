@@ -9,10 +9,24 @@ Dimension glossary (used in every shape comment):
 One program computes one BLOCK_M tile of queries for one (batch, query head). It streams over
 key/value tiles with the online softmax of FlashAttention-2: a running row max `m_i`, a running
 row sum `l_i` and an output accumulator `acc` that is rescaled whenever the max grows.
-exp(x) is computed as exp2(x * log2(e)) (exp2 is one instruction on GPUs), but only after the
-row max is subtracted: folding log2(e) into the scale, as the Triton tutorial does, rounds
-|logit| * log2(e) and costs fp32 a few ulps of relative error in P for large logits, while
-(logit - max) is small exactly where P is large.
+exp(x) is computed as exp2(x * log2(e)) (exp2 is one instruction on GPUs). The softmax scale
+and log2(e) are folded into one factor applied to the raw dot product together with the row
+max: p = exp2(qk * (scale * log2 e) - m * log2 e), one fused multiply-add per logit on a GPU
+(three operations before: scale, subtract the max, scale by log2 e). The FMA rounds only the
+result, which is small exactly where p is large, so on a GPU the fold does not lose accuracy;
+the running max m stays in natural units, so the log-sum-exp is m + log(l) as before. The
+interpreter does not fuse, so there the product is rounded at the size of the logit and the
+fold costs fp32 accuracy: over tests/test_kernel_flash.py without the random-shape search,
+max|out-ref| / max|pt-ref| went from 1.0 to 2.0 for the log-sum-exp and 1.8 to 2.8 for dV
+(dK 2.06 -> 2.04, dQ 2.25 -> 2.29, O 2.83 unchanged; bf16 and fp16 unchanged), every case
+still within the tolerance rule. Not yet measured on a GPU.
+
+Where tiles need no mask they get none: key tiles that are full (inside S) and, when causal,
+end before the tile's first query row run unmasked; only the ragged last tile and the diagonal
+band are masked. On sm_90 Q, K and V are read through TMA tensor descriptors (out-of-bounds
+rows and columns read as zero), which frees the registers the pointer arithmetic held (the
+compile report, `attnbench kernels`, shows the difference); sm_80 and the interpreter use
+pointers.
 The kernel writes O and the natural-log log-sum-exp of each query row, which the backward pass
 uses to recompute the softmax without storing the (N, S) probability matrix.
 
@@ -92,6 +106,7 @@ def keep_config(kernel: str, config: triton.Config, *, arch: int, causal: bool, 
       warpgroups too little work each);
     - causal: BLOCK_M >= BLOCK_N for the forward and dQ (the diagonal band is then at most
       two key tiles), BLOCK_N >= BLOCK_M for dK/dV (its outer tile is the keys);
+    - at most MAX_LIVE_FP32 accumulator and score values per thread (no register spills);
     - the shared-memory estimate within the device's limit.
     """
     bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
@@ -99,8 +114,31 @@ def keep_config(kernel: str, config: triton.Config, *, arch: int, causal: bool, 
         return False
     if causal and (bn > bm if kernel != "dkdv" else bm > bn):
         return False
+    if live_fp32_per_thread(kernel, bm, bn, config.num_warps, block_d, block_dv) > MAX_LIVE_FP32:
+        return False
     limit = SHARED_LIMIT.get(arch, 99 * 1024)
     return shared_estimate(kernel, bm, bn, config.num_stages, block_d, block_dv, elem) <= limit
+
+
+# Above this many fp32 accumulator and score values per thread a config spills registers
+# (255 per thread at most): measured by the compile report on sm_90 at head dims 64 and 128,
+# where every config at <= 160 compiled without spills and every one at >= 192 spilled (for
+# example the forward at 128x64, 4 warps, D 128: 192 values, 4-28 bytes of spills; dK/dV at
+# 32x128, 4 warps, D 128: 320 values, 1.3 KB).
+MAX_LIVE_FP32 = 160
+
+
+def live_fp32_per_thread(kernel: str, bm: int, bn: int, warps: int, block_d: int,
+                         block_dv: int) -> float:
+    """fp32 values a thread holds in the inner loop: the accumulators (forward: O; dK/dV: dK
+    and dV; dQ: dQ) plus the score tiles (forward: S = P; backward: S^T = P^T and dP)."""
+    if kernel == "fwd":
+        values = bm * block_dv + bm * bn
+    elif kernel == "dkdv":
+        values = bn * (block_d + block_dv) + 2 * bm * bn
+    else:
+        values = bm * block_d + 2 * bm * bn
+    return values / (32 * warps)
 
 
 def device_arch(t: torch.Tensor) -> int:

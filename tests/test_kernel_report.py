@@ -71,3 +71,31 @@ def test_full_matrix_compiles_without_errors(tmp_path: Path) -> None:
     spilling = [(r["kernel"], r["head_dim"], r["config"]) for r in report["rows"]
                 if r["arch"] == 90 and r["head_dim"] <= 128 and r["spill_stores"]]
     assert not spilling, spilling
+
+
+def test_section_without_a_report_says_not_measured() -> None:
+    section = build_from(None)
+    assert "Not measured" in section.items[0].text
+
+
+def test_pruning_rules_are_pinned() -> None:
+    """The autotune pruning the compile report justified (kernels/flash_fwd.py keep_config)."""
+    import triton
+    from attnbench.kernels.flash_fwd import MAX_LIVE_FP32, SHARED_LIMIT, keep_config
+
+    def keep(kernel: str, bm: int, bn: int, warps: int, *, arch: int = 90, causal: bool = False,
+             d: int = 128, stages: int = 2) -> bool:
+        config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps,
+                               num_stages=stages)
+        return keep_config(kernel, config, arch=arch, causal=causal, block_d=d, block_dv=d,
+                           elem=2)
+
+    assert MAX_LIVE_FP32 == 160 and SHARED_LIMIT[80] == 163 * 1024
+    assert SHARED_LIMIT[90] == 227 * 1024
+    assert not keep("fwd", 64, 64, 8, d=64) and keep("fwd", 64, 64, 8, arch=80, d=64)
+    assert keep("fwd", 128, 128, 8)  # 8 warps on sm_90 need a 128 x 128 tile
+    assert not keep("fwd", 64, 128, 4, causal=True, d=64)  # causal: BLOCK_M >= BLOCK_N
+    assert not keep("dkdv", 128, 64, 8, causal=True, d=64)  # dK/dV: BLOCK_N >= BLOCK_M
+    assert not keep("fwd", 128, 64, 4) and keep("fwd", 128, 64, 4, d=64)  # 192 vs 128 values
+    assert not keep("dkdv", 32, 128, 4) and keep("dkdv", 32, 128, 8)  # 320 vs 160 values
+    assert not keep("fwd", 128, 128, 8, stages=3, arch=80)  # 224 KiB > A100's 163 KiB

@@ -67,7 +67,7 @@ def test_missing_suites_say_not_measured(tmp_path: Path) -> None:
     write_report([FIXTURES / "verify"], tmp_path)
     page = Page((tmp_path / "index.html").read_text(encoding="utf-8"))
     assert page.headings == TITLES
-    for section in ("throughput", "roofline", "memory", "blocks", "stability", "gate"):
+    for section in ("throughput", "roofline", "memory", "blocks", "stability", "gate", "kernels"):
         assert "Not measured" in page.text[section], section
         assert page.images[section] == []
     assert page.images["correctness"]  # what was measured is still drawn

@@ -16,7 +16,7 @@ from attnbench.reports import write_report
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 TITLES = ["1. Summary", "2. Environment and provenance", "3. Capability and semantics matrix",
           "4. Correctness", "5. Throughput", "6. Roofline", "7. Memory", "8. Blocks",
-          "9. Training stability", "10. Gate verdicts"]
+          "9. Training stability", "10. Gate verdicts", "11. Triton kernels compiled for the GPU"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
