@@ -162,6 +162,13 @@ def test_regression_needs_a_median_above_1_1(ratio, verdict):
     assert time_verdict(comparison(ratio, 1.01, 1.3, p_slow=1e-4), P) == verdict
 
 
+def test_the_thresholds_themselves_are_not_enough():
+    """A median exactly 1 + threshold (or its reciprocal) is not beyond it."""
+    assert time_verdict(comparison(1 + P.threshold, 1.01, 1.3, p_slow=1e-4), P) == "inconclusive"
+    fast = 1 / (1 + P.threshold)
+    assert time_verdict(comparison(fast, 0.7, 0.99, p_fast=1e-4), P) == "inconclusive"
+
+
 @pytest.mark.parametrize("ratio, verdict", [(1 / 1.095, "inconclusive"), (1 / 1.105, "improved")])
 def test_improvement_needs_a_median_below_1_over_1_1(ratio, verdict):
     assert time_verdict(comparison(ratio, 0.7, 0.99, p_fast=1e-4), P) == verdict
