@@ -60,16 +60,15 @@ def module_of(path: str) -> str:
 
 def changed_modules(base: str, modules: list[str], tests: list[str]) -> list[str]:
     """The configured modules that ``git diff base`` (working tree included) touches; all of
-    them when a configured test, this folder or pyproject changed (a weaker test lowers every
-    score) or when ``base`` is unknown (a shallow clone: better slow than unchecked)."""
+    them when a configured test or this folder changed (a weaker test can lower any score) or
+    when ``base`` is unknown (a shallow clone: better slow than unchecked)."""
     diff = subprocess.run(["git", "diff", "--name-only", base], cwd=ROOT, capture_output=True,
                           text=True)
     if diff.returncode != 0:
         print(f"mutation: cannot diff against {base} ({diff.stderr.strip()}); all modules")
         return modules
     changed = diff.stdout.split()
-    if any(f in tests or f.startswith("tests/mutation/") or f == "pyproject.toml"
-           for f in changed):
+    if any(f in tests or f.startswith("tests/mutation/") for f in changed):
         return modules
     return [m for m in modules if m in changed]
 
