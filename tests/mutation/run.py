@@ -155,12 +155,15 @@ def report(modules: list[str], required: dict[str, float], statuses: dict[str, s
         mine = {k: v for k, v in statuses.items() if k.startswith(prefix)}
         excluded = 0
         for name, status in sorted(mine.items(), key=lambda kv: natural(kv[0])):
-            if status == "killed" or status == "timeout":
+            entry = equivalent.get(name)
+            if status in ("killed", "timeout") and not entry:
                 continue
             diff = mutmut("show", name)
-            entry = equivalent.get(name)
             if entry and changed_lines(diff) == (entry["was"], entry["now"]):
-                excluded += 1
+                excluded += 1  # whatever its status: a hang of an equivalent mutant is no kill
+                mine[name] = "equivalent"
+                continue
+            if status in ("killed", "timeout"):
                 continue
             if entry:
                 stale.append(name)
