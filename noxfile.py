@@ -36,9 +36,9 @@ def tests(session: nox.Session) -> None:
 def mutation(session: nox.Session) -> None:
     """Mutation testing of the rules with mutmut (tests/mutation/run.py): the modules and
     tests are listed in pyproject's [tool.attnbench.mutation]; prints killed / total per
-    module and every surviving mutant; fails below a required score. About 13 minutes for
-    all modules on 2 idle cores. `-- --changed main` mutates only the modules a change
-    touches; `-- bench/gate/stats.py` one module."""
+    module and every surviving mutant; fails below a required score. Long (README "Mutation
+    testing" has the times): `-- --changed main` mutates only the modules a change touches,
+    `-- bench/gate/stats.py` one module."""
     install_project(session, "triton,memory,test,mutation")
     session.run("python", "tests/mutation/run.py", *session.posargs)
 

@@ -100,7 +100,8 @@ def test_used_directories_need_resume_and_force_clears_only_results(tmp_path):
     ResultsWriter(tmp_path, "s").add_case("c1", [row()])
     with pytest.raises(ResultsError, match="already holds results; pass --resume"):
         ResultsWriter(tmp_path, "s")
-    with pytest.raises(ValueError, match="--force and --resume exclude each other"):
+    with pytest.raises(ValueError, match="^--force and --resume exclude each other: --force "
+                                         "discards the previous run, --resume continues it$"):
         check_restart_flags(tmp_path, resume=True, force=True)
     (tmp_path / "keep.txt").write_text("x")
     check_restart_flags(tmp_path, resume=True, force=False)
@@ -139,3 +140,11 @@ def test_incompatible_tables_and_provenance_are_named(tmp_path):
                                     '"status": "ok", "metric": "m", "value": 1}\n')
     with pytest.raises(ResultsError, match="corrupted provenance record"):
         ResultsWriter(tmp_path, "s", resume=True)
+
+
+def test_variant_catalog_describes_every_registered_variant():
+    catalog = results.variant_catalog()
+    naive = catalog["naive"]
+    assert set(naive) == {"kind", "doc", "module", "capabilities"}
+    assert naive["kind"] == "attention" and naive["doc"] and naive["module"]
+    assert naive["capabilities"]["causal"] is True

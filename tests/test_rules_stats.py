@@ -76,10 +76,10 @@ def test_interval_is_the_percentile_bootstrap_with_seed_0_by_default():
     resampled first, then head, from default_rng(seed); the 2.5th and 97.5th percentiles of
     median(head) / median(base) over the resamples."""
     rng = np.random.default_rng(6)
-    base, head = lognormal(9, rng), lognormal(11, rng)
+    base, head = lognormal(40, rng), lognormal(42, rng)  # even sizes: few tied medians
     draw = np.random.default_rng(0)
-    med_a = np.median(base[draw.integers(0, 9, (2000, 9))], axis=1)
-    med_b = np.median(head[draw.integers(0, 11, (2000, 11))], axis=1)
+    med_a = np.median(base[draw.integers(0, 40, (2000, 40))], axis=1)
+    med_b = np.median(head[draw.integers(0, 42, (2000, 42))], axis=1)
     want = np.percentile(med_b / med_a, [2.5, 97.5])
     assert bootstrap_ratio_ci(base, head) == (want[0], want[1])
     c = compare(base, head)

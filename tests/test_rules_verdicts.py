@@ -10,12 +10,17 @@ from attnbench.gate.stats import Comparison
 from attnbench.gate.verdicts import (
     MEMORY_ABS,
     MEMORY_REL,
+    CheckResult,
+    Finding,
     TimePolicy,
     confirmed_verdict,
+    correctness_finding,
     memory_finding,
     needs_confirmation,
+    structural_finding,
     time_finding,
     time_verdict,
+    worst_first,
 )
 from attnbench.stability.verdicts import (
     COLLAPSE_MARGIN,
@@ -157,6 +162,13 @@ def test_regression_needs_a_median_above_1_1(ratio, verdict):
     assert time_verdict(comparison(ratio, 1.01, 1.3, p_slow=1e-4), P) == verdict
 
 
+def test_the_thresholds_themselves_are_not_enough():
+    """A median exactly 1 + threshold (or its reciprocal) is not beyond it."""
+    assert time_verdict(comparison(1 + P.threshold, 1.01, 1.3, p_slow=1e-4), P) == "inconclusive"
+    fast = 1 / (1 + P.threshold)
+    assert time_verdict(comparison(fast, 0.7, 0.99, p_fast=1e-4), P) == "inconclusive"
+
+
 @pytest.mark.parametrize("ratio, verdict", [(1 / 1.095, "inconclusive"), (1 / 1.105, "improved")])
 def test_improvement_needs_a_median_below_1_over_1_1(ratio, verdict):
     assert time_verdict(comparison(ratio, 0.7, 0.99, p_fast=1e-4), P) == verdict
@@ -260,3 +272,62 @@ def test_memory_ratio_and_detail():
     assert f.detail == "peak 2.00 MiB -> 3.00 MiB (+1.00 MiB; margin 0.25 MiB)"
     assert memory_finding("c", "v", 0, 0).ratio == 1.0
     assert memory_finding("c", "v", 0, MiB).ratio == math.inf
+
+
+# ---- what each finding carries, and the order a person reads them in ---------------------------
+
+def test_findings_carry_case_variant_and_numbers():
+    c = comparison(1.3, 1.1, 1.5, p_slow=2e-3, n=4)
+    t = time_finding("case", "v", c, P)
+    assert (t.case, t.variant, t.kind, t.ratio, t.ci_low, t.ci_high) == \
+        ("case", "v", "time", 1.3, 1.1, 1.5)
+    assert t.detail == ("median 1.300x (95% CI 1.100-1.500), rank test p=0.002, n=4+4; "
+                        "fewer than 5 samples per side")
+    m = memory_finding("case", "v", 1, 2)
+    assert (m.case, m.variant, m.kind, m.ratio) == ("case", "v", "memory", 2.0)
+    s = structural_finding("case", "v", False, "why", ratio=2.0, ci_low=1.5, ci_high=2.5)
+    assert (s.case, s.variant, s.kind, s.verdict, s.ratio, s.ci_low, s.ci_high, s.detail,
+            s.fails_gate) == ("case", "v", "structural", "warning", 2.0, 1.5, 2.5, "why", False)
+    assert structural_finding("c", "v", False, "", as_error=True).fails_gate
+
+
+def test_correctness_finding_details():
+    ok, bad = CheckResult(True, 1.5, 2.0), CheckResult(False, 3.0, 2.0, "ratio 3 > 2")
+    f = correctness_finding("case", "v", ok, bad)
+    assert (f.case, f.variant, f.kind, f.verdict, f.ratio, f.fails_gate) == \
+        ("case", "v", "correctness", "regressed", 3.0, True)
+    assert f.detail == "error ratio 1.5 -> 3 (bound 2); ratio 3 > 2"
+    assert correctness_finding("c", "v", None, CheckResult(False)).detail == \
+        "error ratio n/a -> n/a (bound n/a); check failed"
+    fixed = correctness_finding("c", "v", CheckResult(False), ok)
+    assert fixed.verdict == "improved" and not fixed.fails_gate
+    assert fixed.detail == "error ratio n/a -> 1.5 (bound 2); fixed (base: failed)"
+    assert correctness_finding("c", "v", CheckResult(False, reason="r"), ok).detail.endswith(
+        "fixed (base: r)")
+    assert correctness_finding("c", "v", ok, ok).detail == "error ratio 1.5 -> 1.5 (bound 2)"
+
+
+def test_as_dict_writes_non_finite_numbers_as_null():
+    f = Finding("c", "v", "time", "regressed", ratio=math.inf, ci_low=math.nan, ci_high=1.25,
+                p_value=None)
+    d = f.as_dict()
+    assert (d["ratio"], d["ci_low"], d["ci_high"], d["p_value"]) == (None, None, 1.25, None)
+    assert d["case"] == "c" and d["fails_gate"] is False and d["extra"] == {}
+
+
+def test_worst_first_orders_by_failure_verdict_kind_and_size():
+    def f(verdict, kind="time", ratio=None, fails=False, case="c"):
+        return Finding(case, "v", kind, verdict, ratio, fails_gate=fails)
+
+    findings = [f("unchanged", ratio=1.0), f("odd", case="d"), f("warning", "structural"),
+                f("improved", ratio=0.5), f("regressed", ratio=1.2, fails=True, case="a"),
+                f("regressed", ratio=1.5, fails=True, case="b"),
+                f("failing", "correctness"), f("inconclusive", ratio=math.inf)]
+    order = [(x.verdict, x.case) for x in worst_first(findings)]
+    assert order == [("regressed", "b"), ("regressed", "a"), ("failing", "c"),
+                     ("warning", "c"), ("inconclusive", "c"), ("odd", "d"), ("improved", "c"),
+                     ("unchanged", "c")]
+    sized = worst_first([f("inconclusive", ratio=math.inf, case="x"),
+                         f("inconclusive", ratio=0.5, case="y"),
+                         f("inconclusive", case="z")])
+    assert [x.case for x in sized] == ["y", "x", "z"]  # no or infinite ratio: size 0

@@ -60,16 +60,15 @@ def module_of(path: str) -> str:
 
 def changed_modules(base: str, modules: list[str], tests: list[str]) -> list[str]:
     """The configured modules that ``git diff base`` (working tree included) touches; all of
-    them when a configured test, this folder or pyproject changed (a weaker test lowers every
-    score) or when ``base`` is unknown (a shallow clone: better slow than unchecked)."""
+    them when a configured test or this folder changed (a weaker test can lower any score) or
+    when ``base`` is unknown (a shallow clone: better slow than unchecked)."""
     diff = subprocess.run(["git", "diff", "--name-only", base], cwd=ROOT, capture_output=True,
                           text=True)
     if diff.returncode != 0:
         print(f"mutation: cannot diff against {base} ({diff.stderr.strip()}); all modules")
         return modules
     changed = diff.stdout.split()
-    if any(f in tests or f.startswith("tests/mutation/") or f == "pyproject.toml"
-           for f in changed):
+    if any(f in tests or f.startswith("tests/mutation/") for f in changed):
         return modules
     return [m for m in modules if m in changed]
 
@@ -156,12 +155,15 @@ def report(modules: list[str], required: dict[str, float], statuses: dict[str, s
         mine = {k: v for k, v in statuses.items() if k.startswith(prefix)}
         excluded = 0
         for name, status in sorted(mine.items(), key=lambda kv: natural(kv[0])):
-            if status == "killed" or status == "timeout":
+            entry = equivalent.get(name)
+            if status in ("killed", "timeout") and not entry:
                 continue
             diff = mutmut("show", name)
-            entry = equivalent.get(name)
             if entry and changed_lines(diff) == (entry["was"], entry["now"]):
-                excluded += 1
+                excluded += 1  # whatever its status: a hang of an equivalent mutant is no kill
+                mine[name] = "equivalent"
+                continue
+            if status in ("killed", "timeout"):
                 continue
             if entry:
                 stale.append(name)
