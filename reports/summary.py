@@ -21,6 +21,7 @@ from attnbench.reports.document import (
     table,
 )
 from attnbench.reports.load import Bundle, ensure, sort_key, wide
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import (
     SHAPE,
     attention_cases,
@@ -211,11 +212,12 @@ def gate_line(bundle: Bundle) -> Note:
     bad = sum(tone(f) == "bad" for f in bundle.gate)
     verdict = bundle.gate_meta.get("verdict") or ("fail" if bad else "pass")
     return Note(f"Gate: {verdict}; {bad} failing finding(s) among {len(bundle.gate)} "
-                "(section 10).", "bad" if bad or verdict == "fail" else "good")
+                "(see Gate verdicts).", "bad" if bad or verdict == "fail" else "good")
 
 
+@register_section(order=10)
 def build(bundle: Bundle) -> Section:
-    section = Section("summary", "1. Summary", (
+    section = Section("summary", "Summary", (
         "One row per variant and run: right (verify suite, error against the float64 reference "
         "as a fraction of the allowed bound), fast (problems where it had the lowest median "
         "time), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))

@@ -12,6 +12,7 @@ import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
 from attnbench.reports.load import Bundle, ensure
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import attention_cases, groups, run_column
 from attnbench.reports.summary import check_outcome
 
@@ -83,7 +84,7 @@ def ratio_figure(bundle: Bundle, found: pd.DataFrame) -> Figure | None:
         figures.label_axes(ax, title + (f"\n[{run}]" if bundle.several_runs else ""),
                            "variant", "error ratio / bound", logy=True)
         figures.legend(ax)
-    return Figure("04-correctness-error-ratio", figures.to_png(fig),
+    return Figure("correctness-error-ratio", figures.to_png(fig),
                   "Each check's error ratio divided by its bound, per variant (below the dashed "
                   "line at 1: passed; x: failed check)")
 
@@ -101,8 +102,9 @@ def spot_checks(bundle: Bundle) -> list[list]:
     return rows
 
 
+@register_section(order=40)
 def build(bundle: Bundle) -> Section:
-    section = Section("correctness", "4. Correctness", (
+    section = Section("correctness", "Correctness", (
         "Error ratio = max|out − ref| / max|pt − ref|, with ref the float64 reference and pt "
         "the textbook implementation in the tested dtype: 1 means 'as accurate as the textbook "
         "code', the bound is the allowed multiple. Failures are red and listed below."))

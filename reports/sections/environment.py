@@ -6,6 +6,7 @@ from typing import Any
 
 from attnbench.reports.document import Cell, Note, Section, fmt, table
 from attnbench.reports.load import Bundle, Run
+from attnbench.reports.sections import register_section
 
 # (row title, how to read it from a provenance record)
 FIELDS: tuple[tuple[str, Any], ...] = (
@@ -55,8 +56,9 @@ def counts(run: Run) -> str:
     return ", ".join(f"{int(tally.get(k, 0))} {k}" for k in ("ok", "skipped", "error"))
 
 
+@register_section(order=20)
 def build(bundle: Bundle) -> Section:
-    section = Section("environment", "2. Environment and provenance", (
+    section = Section("environment", "Environment and provenance", (
         "One column per results directory. A run label (commit @ device) names each run in "
         "every later table and figure; runs that differ in the highlighted rows are not "
         "directly comparable."))

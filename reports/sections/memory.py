@@ -20,6 +20,7 @@ from attnbench.reports.document import (
     table,
 )
 from attnbench.reports.load import Bundle
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import (
     as_bool,
     attention_cases,
@@ -74,13 +75,14 @@ def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]]) -> Fi
                            "sequence length N (= S)", "peak MiB above inputs", logx=True,
                            logy=True, base=2)
         figures.legend(ax, loc="upper left")
-    return Figure("07-memory", figures.to_png(fig),
+    return Figure("memory", figures.to_png(fig),
                   "Peak memory vs N, log-log (solid: measured, k = slope of that line; dashed: "
                   "analytic model)")
 
 
+@register_section(order=70)
 def build(bundle: Bundle) -> Section:
-    section = Section("memory", "7. Memory", (
+    section = Section("memory", "Memory", (
         "Lower is better. Slope on these log-log axes = exponent k (peak ∝ N^k): 1 is linear, "
         "2 quadratic. Dashed lines are the analytic model; a measured line far above its model "
         "means an allocation the model does not explain."))

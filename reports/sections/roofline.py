@@ -14,6 +14,7 @@ import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import Figure, Note, Section, fmt, not_measured, table
 from attnbench.reports.load import Bundle, ensure
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import attention_cases, flop_convention, groups, run_column
 
 ELEMENT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
@@ -60,8 +61,9 @@ def ceiling_for(peaks: pd.DataFrame, run: str, device: str, dtype: str, column: 
                                                   else np.nan)
 
 
+@register_section(order=60)
 def build(bundle: Bundle) -> Section:
-    section = Section("roofline", "6. Roofline", (
+    section = Section("roofline", "Roofline", (
         "Each point is one measured case: height = achieved TFLOP/s, position = arithmetic "
         "intensity (FLOPs per byte a fused kernel must move). The solid line is the measured "
         "matmul peak of that device and dtype; a point near it is compute-bound and fast."))
@@ -102,7 +104,7 @@ def build(bundle: Bundle) -> Section:
         figures.label_axes(ax, title, "arithmetic intensity (FLOP / byte, fused minimum)",
                            "achieved TFLOP/s", logx=True, logy=True)
         figures.legend(ax, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    section.items.append(Figure("06-roofline", figures.to_png(fig),
+    section.items.append(Figure("roofline", figures.to_png(fig),
                                 "Roofline: achieved TFLOP/s vs arithmetic intensity, with the "
                                 "measured matmul peak (markers: o fwd, s bwd, ^ fwd+bwd)"))
     rows = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 from attnbench.reports.document import Cell, Section, fmt, fmt_lr, not_measured, table
 from attnbench.reports.load import Bundle, ensure, wide
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections import stability_figures as draw
 from attnbench.reports.sections.common import groups, run_column, stability_configs
 
@@ -98,8 +99,9 @@ def curves(bundle: Bundle, trained: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(), ""
 
 
+@register_section(order=90)
 def build(bundle: Bundle) -> Section:
-    section = Section("stability", "9. Training stability", (
+    section = Section("stability", "Training stability", (
         "Small GPTs built from each block, trained over depths × learning rates. A run fails "
         "on NaN, blow-up, or collapse to the unigram plateau (orange line: the loss of "
         "predicting character frequencies only). Good blocks stay green over more learning "

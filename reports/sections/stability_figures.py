@@ -52,7 +52,7 @@ def loss_vs_lr(bundle: Bundle, trained: pd.DataFrame) -> Figure:
         figures.label_axes(ax, title(bundle, config, run), "learning rate",
                            "final validation loss (nats)", logx=True)
         figures.legend(ax)
-    return Figure("09-loss-vs-lr", figures.to_png(fig),
+    return Figure("loss-vs-lr", figures.to_png(fig),
                   "Final validation loss vs learning rate per block and depth (x: run failed; "
                   "losses above 1.25× the initial loss are drawn at that cap)")
 
@@ -76,7 +76,7 @@ def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
         ax.set_yticks(range(len(depths)), [fmt(d) for d in depths])
         ax.grid(False)
         figures.label_axes(ax, title(bundle, config, run), "learning rate", "depth (layers)")
-    return Figure("09-divergence-map", figures.to_png(fig),
+    return Figure("divergence-map", figures.to_png(fig),
                   "Divergence map: verdict per depth and learning rate (green healthy, orange "
                   "unigram collapse, red blow-up, dark red NaN, grey mixed across seeds)")
 
@@ -94,7 +94,7 @@ def sensitivity(bundle: Bundle, per_depth: pd.DataFrame) -> Figure:
                            "E_lr[min(loss, init) − best] (nats)")
         ax.set_xticks(sorted(g["depth"].dropna().unique()))
         figures.legend(ax)
-    return Figure("09-lr-sensitivity", figures.to_png(fig),
+    return Figure("lr-sensitivity", figures.to_png(fig),
                   "Learning-rate sensitivity vs depth (lower: trains well over more learning "
                   "rates)")
 
@@ -129,7 +129,7 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
                            "depth (layers)" if x == "depth" else "layer index", ylabel,
                            logx=x == "depth", logy=logy)
         figures.legend(ax)
-    return Figure("09-init-diagnostics", figures.to_png(fig),
+    return Figure("init-diagnostics", figures.to_png(fig),
                   "Initialisation diagnostics vs depth (Post-LN: last-FFN gradient flat in "
                   "depth, Pre-LN: shrinks as 1/√L; Admin: output change O(L) vs O(log L))")
 
@@ -163,6 +163,6 @@ def loss_curves(bundle: Bundle, curves: pd.DataFrame, metric: str) -> Figure:
         figures.label_axes(ax, title(bundle, f"{config}, depth {fmt(depth)}", run), "step",
                            metric.replace("_", " "))
         figures.legend(ax)
-    return Figure("09-loss-curves", figures.to_png(fig),
+    return Figure("loss-curves", figures.to_png(fig),
                   f"{metric.replace('_', ' ').capitalize()} curves per block and depth, one "
                   "line per learning rate (dashed: the run failed)")

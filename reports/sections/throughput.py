@@ -14,6 +14,7 @@ import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
 from attnbench.reports.load import Bundle
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import (
     SHAPE,
     attention_cases,
@@ -70,7 +71,7 @@ def tflops_figure(bundle: Bundle, cases: pd.DataFrame, mode: str,
                            "TFLOP/s (useful)", logx=True, base=2)
     figures.shared_legend(fig, axes)
     title = f"Throughput, {mode}: TFLOP/s vs N (median, band = interquartile range)"
-    return Figure(f"05-throughput-{mode.replace('+', '-')}", figures.to_png(fig), title), \
+    return Figure(f"throughput-{mode.replace('+', '-')}", figures.to_png(fig), title), \
         len(found)
 
 
@@ -96,7 +97,7 @@ def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
                            f"speed-up vs {bundle.baseline} (×)", logx=True, base=2)
         figures.log_axis(ax, "y", base=2)
     figures.shared_legend(fig, axes)
-    return Figure(f"05-speedup-{mode.replace('+', '-')}", figures.to_png(fig),
+    return Figure(f"speedup-{mode.replace('+', '-')}", figures.to_png(fig),
                   f"Speed-up against {bundle.baseline}, {mode} (above 1: faster than "
                   f"{bundle.baseline}; same run only)")
 
@@ -129,8 +130,9 @@ def not_run_table(bundle: Bundle) -> list[list]:
     return rows
 
 
+@register_section(order=50)
 def build(bundle: Bundle) -> Section:
-    section = Section("throughput", "5. Throughput", (
+    section = Section("throughput", "Throughput", (
         "Higher is better. One panel per problem family, one line per variant; the shaded band "
         "is the interquartile range of the timing samples. Speed-up = baseline time / variant "
         "time on the same problem in the same run."))
