@@ -31,6 +31,7 @@ from attnbench.reports.sections.common import (
     run_column,
     stability_configs,
 )
+from attnbench.reports.speed import clear_winner
 
 RunVariant = tuple[str, str]
 MODE_ORDER = {"fwd": 0, "bwd": 1, "fwd+bwd": 2}
@@ -79,8 +80,9 @@ def check_outcome(rows: pd.DataFrame) -> str:
 
 
 def fastest(bundle: Bundle) -> tuple[dict[RunVariant, str], dict[RunVariant, str]]:
-    """Where each variant wins (lowest median time among the variants measured on the same
-    problem in the same run), and its best TFLOP/s with the case it was reached on."""
+    """Where each variant wins (called faster than every other variant measured on the same
+    problem in the same run, by the noise-aware rule of ``speed.py``; ties name no winner),
+    and its best TFLOP/s with the case and device it was reached on."""
     cases = attention_cases(bundle)
     cases = cases[cases["time_median_s"].notna()] if not cases.empty else cases
     wins: dict[RunVariant, list[pd.Series]] = {}
@@ -88,15 +90,17 @@ def fastest(bundle: Bundle) -> tuple[dict[RunVariant, str], dict[RunVariant, str
     for _, problem in groups(cases, ["run", *SHAPE]):
         if problem["variant"].nunique() < 2:
             continue
-        winner = problem.loc[problem["time_median_s"].idxmin()]
+        run = problem["run"].iloc[0]
         for variant in problem["variant"].unique():
-            compared[(winner["run"], variant)] = compared.get((winner["run"], variant), 0) + 1
-        wins.setdefault((winner["run"], winner["variant"]), []).append(winner)
+            compared[(run, variant)] = compared.get((run, variant), 0) + 1
+        winner = clear_winner(bundle, problem)  # None: a tie within the noise floor
+        if winner is not None:
+            wins.setdefault((run, winner["variant"]), []).append(winner)
     regimes: dict[RunVariant, str] = {}
     for key, n in compared.items():
         won = pd.DataFrame(wins.get(key, []))
         if won.empty:
-            regimes[key] = f"never fastest ({n} problems compared)"
+            regimes[key] = f"no clear win ({n} problems compared)"
             continue
         regimes[key] = (f"all {n} problems" if len(won) == n else
                         f"{len(won)} of {n}: " + "; ".join(regime_words(won)))
@@ -105,7 +109,11 @@ def fastest(bundle: Bundle) -> tuple[dict[RunVariant, str], dict[RunVariant, str
                                        else cases, ["run", "variant"]):
         top = rows.loc[rows["tflops"].idxmax()]
         where = case_text(top, ("dtype", "mode", "causal"))
-        best[(run, variant)] = f"{fmt(top['tflops'])} ({where} N {fmt(top['N'])})"
+        device = "GPU" if str(top.get("device")) == "cuda" else str(top.get("device")).upper()
+        share = top.get("peak_fraction")
+        peak = f", {share:.0%} of the measured matmul peak" if share == share and share else ""
+        best[(run, variant)] = (f"{fmt(top['tflops'])} on {device}{peak} ({where} "
+                                f"N {fmt(top['N'])})")
     return regimes, best
 
 
@@ -217,10 +225,13 @@ def gate_line(bundle: Bundle) -> Note:
 
 @register_section(order=10)
 def build(bundle: Bundle) -> Section:
+    from attnbench.reports import answers  # imports sections that import this module
+
     section = Section("summary", "Summary", (
-        "One row per variant and run: right (verify suite, error against the float64 reference "
-        "as a fraction of the allowed bound), fast (problems where it had the lowest median "
-        "time), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))
+        "First the short answer for each reader, then one row per variant and run: right "
+        "(verify suite, error against the float64 reference as a fraction of the allowed "
+        "bound), fast (problems where it was called faster than every other variant, beyond "
+        "the noise floor), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))
     verdicts, (regimes, best), exponents = verification(bundle), fastest(bundle), \
         memory_exponents(bundle)
     keys = sorted(set(verdicts) | set(regimes) | set(best) | set(exponents),
@@ -230,6 +241,7 @@ def build(bundle: Bundle) -> Section:
                 if any(e.get("kind") == "block" for e in entries.values())}
     attention_keys = [k for k in keys if k[1] not in is_block]
     block_keys = [k for k in keys if k[1] in is_block]
+    section.items.append(answers.build(bundle, verdicts, exponents, attention_keys))
     if attention_keys:
         rows = [[*([run] if bundle.several_runs else []), variant,
                  verdicts.get((run, variant), Cell("not measured", "muted")),
@@ -238,7 +250,7 @@ def build(bundle: Bundle) -> Section:
                 for run, variant in attention_keys]
         section.items.append(table(
             [*run_column(bundle), "variant", "verified (verify suite)", "fastest in (problems)",
-             "best TFLOP/s", "memory exponent k"], rows, "Attention variants"))
+             "best TFLOP/s (where)", "memory exponent k"], rows, "Attention variants"))
     else:
         section.items.append(not_measured("attention variants", "no verify or throughput runs"))
     if block_keys:
