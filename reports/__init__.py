@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench.reports import banner, figures, html, markdown
-from attnbench.reports.document import Section, figures_in, number
+from attnbench.reports.document import Section, collapse_long_tables, figures_in, number
 from attnbench.reports.load import Bundle, load_bundle
 from attnbench.reports.sections import builders
 
@@ -36,7 +36,10 @@ class ReportFiles:
 def build_sections(bundle: Bundle) -> list[Section]:
     """Every registered section (``sections.register_section``), numbered in order."""
     with figures.style():
-        return number([build(bundle) for build in builders()])
+        sections = [build(bundle) for build in builders()]
+    for s in sections:
+        s.items = collapse_long_tables(s.items)
+    return number(sections)
 
 
 def default_out(results_dirs: list[str | Path]) -> Path:

@@ -111,6 +111,23 @@ def figures_in(items: list[Item]) -> list[Figure]:
     return found
 
 
+LONG_TABLE = 12  # rows; a longer table is collapsed behind its caption
+
+
+def collapse_long_tables(items: list[Item], rows: int = LONG_TABLE) -> list[Item]:
+    """Tables longer than ``rows`` go behind a one-line ``Details`` (their caption and row
+    count), so the page reads in a few screens and the numbers stay one click away."""
+    out: list[Item] = []
+    for item in items:
+        if isinstance(item, Table) and len(item.rows) > rows:
+            title = item.caption or "Table"
+            out.append(Details(f"{title} ({len(item.rows)} rows)",
+                               [Table(item.columns, item.rows)]))
+        else:
+            out.append(item)
+    return out
+
+
 def number(sections: list[Section]) -> list[Section]:
     """Numbers the sections in the order given and prefixes each figure's file name with its
     section's number ("throughput-fwd" -> "05-throughput-fwd"), so files sort like the page."""

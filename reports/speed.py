@@ -55,6 +55,19 @@ def ratio_interval(base: Sequence[float], other: Sequence[float],
     return ratio, float(low), float(high)
 
 
+def median_interval(samples: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
+    """Median and its percentile-bootstrap interval (NaN bounds with fewer than 2 samples)."""
+    a = np.asarray([x for x in samples if x == x], dtype=float)
+    if not len(a):
+        return math.nan, math.nan, math.nan
+    if len(a) < 2:
+        return float(a[0]), math.nan, math.nan
+    medians = np.median(np.random.default_rng(seed).choice(a, size=(RESAMPLES, len(a))), axis=1)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(np.median(a)), float(low), float(high)
+
+
 def time_samples(bundle: Bundle, run: str, case_id: str, median: float) -> list[float]:
     """A case's timing samples; its median alone when the run kept none (no interval then)."""
     for metric in TIME_SAMPLES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnbench.reports.document import Cell, Section, not_measured, table
+from attnbench.reports.document import Cell, Details, Section, not_measured, table
 from attnbench.reports.load import Bundle
 from attnbench.reports.sections import register_section
 
@@ -72,8 +72,8 @@ def build(bundle: Bundle) -> Section:
             rows[kind].append(row(name, entry, runs, several))
     for kind, columns in (("attention", ATTENTION), ("block", BLOCK)):
         if rows[kind]:
-            section.items.append(table(list(columns), [[r[c] for c in columns]
-                                                       for r in rows[kind]],
-                                       "Attention variants" if kind == "attention" else
-                                       "Blocks (each runs on any attention variant)"))
+            what = ("attention variants" if kind == "attention" else
+                    "blocks (each runs on any attention variant)")
+            section.items.append(Details(f"{len(rows[kind])} {what}: declared capabilities", [
+                table(list(columns), [[r[c] for c in columns] for r in rows[kind]])]))
     return section

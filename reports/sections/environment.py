@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnbench.reports.document import Cell, Note, Section, fmt, table
+from attnbench.reports.document import Cell, Details, Note, Section, fmt, table
 from attnbench.reports.load import Bundle, Run
 from attnbench.reports.sections import register_section
 
@@ -71,7 +71,10 @@ def build(bundle: Bundle) -> Section:
     for title, _ in FIELDS:
         tone = "warn" if title in differing else ""
         rows.append([Cell(title, tone), *(Cell(v, tone) for v in values[title])])
-    section.items.append(table(["", *(str(r.path) for r in bundle.runs)], rows))
+    section.items.append(Details(
+        f"Provenance of {len(bundle.runs)} results directories: commit, device, CPU, threads, "
+        "timer, library versions, times, command",
+        [table(["", *(str(r.path) for r in bundle.runs)], rows)]))
     if differing:
         section.items.append(Note(
             "These runs differ in " + ", ".join(differing) + ": numbers are compared within a "

@@ -94,7 +94,8 @@ def build(bundle: Bundle) -> Section:
         if peak == peak:
             ax.axhline(peak, color="#333333", linewidth=1.2)
             ax.annotate(f"matmul peak {fmt(peak)} TFLOP/s", (0.02, peak),
-                        xycoords=("axes fraction", "data"), va="bottom", fontsize=7)
+                        xycoords=("axes fraction", "data"), va="bottom",
+                        fontsize=figures.SMALLEST_TEXT)
         if bandwidth == bandwidth:
             roof = bandwidth * 1e9 * x / 1e12
             ax.plot(x, np.minimum(roof, peak) if peak == peak else roof, color="#333333",

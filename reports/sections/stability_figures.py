@@ -28,7 +28,7 @@ def loss_vs_lr(bundle: Bundle, trained: pd.DataFrame) -> Figure:
     """Final validation loss against learning rate: one panel per configuration, one line per
     depth; failed runs drawn as red crosses; unigram plateau and initial loss as references."""
     found = groups(trained, ["run", "config"])
-    fig, axes = figures.grid(len(found))
+    fig, axes = figures.grid(len(found), sharey=True)  # blocks compared on one loss scale
     colors = depth_colors(list(trained["depth"].dropna().unique()))
     for ax, ((run, config), g) in zip(axes, found, strict=False):
         init = g["init_loss"].median()
@@ -68,7 +68,7 @@ def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
         for _, c in g.iterrows():
             i, j = depths.index(c["depth"]), lrs.index(c["lr"])
             image[i, j] = VERDICTS.index(c["verdict"] if c["verdict"] in VERDICTS else "mixed")
-            ax.text(j, i, c["text"], ha="center", va="center", fontsize=7,
+            ax.text(j, i, c["text"], ha="center", va="center", fontsize=figures.SMALLEST_TEXT + 1,
                     color="white" if c["verdict"] in ("blowup", "nan") else "black")
         ax.imshow(image, cmap=cmap, vmin=-0.5, vmax=len(VERDICTS) - 0.5, aspect="auto",
                   origin="lower")

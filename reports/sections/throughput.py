@@ -86,7 +86,7 @@ def speedups(cases: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
                    colors: dict[str, str]) -> Figure:
     found = panels(joined)
-    fig, axes = figures.grid(len(found))
+    fig, axes = figures.grid(len(found), sharey=True)
     for ax, (key, g) in zip(axes, found, strict=False):
         for (variant,), line in groups(g, ["variant"]):
             line = line.sort_values("N")
