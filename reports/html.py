@@ -42,7 +42,7 @@ nav a { color: #0b5cad; text-decoration: none; }
           list-style: none; }
 .badges li { background: #eef1f4; border: 1px solid #d3d9df; border-radius: 12px;
              padding: 1px 10px; font-size: 13px; }
-.badges b { color: #444; font-weight: 600; }
+.badges .key { color: #444; font-weight: 600; }
 .how { color: #444; background: #eef3f8; border-left: 3px solid #0b5cad; padding: 5px 10px;
        margin: 6px 0 12px; }
 .note { margin: 6px 0; padding: 3px 8px; border-radius: 3px; }
@@ -142,7 +142,8 @@ def render_answer(a: Answer) -> str:
 
 def render_banner(b: Banner) -> str:
     lines = "\n".join(f'<p class="note {c.tone}">{esc(c.text)}</p>' for c in b.verdicts)
-    chips = "".join(f"<li><b>{esc(k)}:</b> {esc(v)}</li>" for k, v in b.badges)
+    chips = "".join(f'<li><span class="key">{esc(k)}:</span> {esc(v)}</li>'
+                    for k, v in b.badges)
     return f'<div class="banner" id="verdict">\n{lines}\n<ul class="badges">{chips}</ul></div>'
 
 
