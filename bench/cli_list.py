@@ -31,12 +31,14 @@ def run(args: argparse.Namespace) -> int:
         reasons = not_supported_reasons(v, Case(dtype=c.on("cpu").dtypes[0]))
         yes_no = ["yes" if flag else "no" for flag in (c.causal, c.attn_mask, c.gqa)]
         # Masking, GQA and alignment describe an attention call; a block has none of its own.
+        memory = c.memory if isinstance(c.memory, str) else "own model" if c.memory else "-"
         attention_only = ([*yes_no, "yes" if c.backward else "no", c.causal_alignment,
-                           c.fully_masked_rows] if v.kind == "attention"
-                          else ["-", "-", "-", "yes" if c.backward else "no", "-", "-"])
+                           c.fully_masked_rows, memory] if v.kind == "attention"
+                          else ["-", "-", "-", "yes" if c.backward else "no", "-", "-", "-"])
         rows.append([v.name, v.kind, ",".join(c.devices),
                      ",".join(dtype_name(d) for d in c.dtypes), *attention_only,
                      "available" if not reasons else "; ".join(reasons)])
     print(tabulate(rows, headers=["name", "kind", "devices", "dtypes", "causal", "mask", "gqa",
-                                  "bwd", "causal align", "masked rows", "here (cpu)"]))
+                                  "bwd", "causal align", "masked rows", "memory",
+                                  "here (cpu)"]))
     return 0

@@ -104,12 +104,6 @@ def _lse_log2(q, k, v, *, causal=False, scale=None, attn_mask=None):
     return torch.logsumexp(s, dim=-1) / math.log(2)
 
 
-def _with_lse(fn: Callable, lse: Callable) -> Callable:
-    fn = partial(fn)
-    fn.lse = lse
-    return fn
-
-
 @dataclass
 class Mutant:
     name: str
@@ -143,8 +137,8 @@ MUTANTS = [
     Mutant("mut_alignment_lie", "bottom-right causal alignment, declared top-left",
            partial(broken, alignment="bottom_right")),
     Mutant("mut_ignores_mask", "attn_mask accepted and ignored", partial(broken, use_mask=False)),
-    Mutant("mut_lse_log2", "log-sum-exp returned in log2 units", _with_lse(broken, _lse_log2),
-           {"exposes_lse": True}),
+    Mutant("mut_lse_log2", "log-sum-exp returned in log2 units", partial(broken),
+           {"exposes_lse": True, "lse": _lse_log2}),
     Mutant("mut_masked_rows_lie", "fully masked rows are NaN, declared zero", partial(broken),
            {"fully_masked_rows": "zero"}),
     Mutant("mut_assumes_contiguous", "strides ignored: views read as contiguous storage",

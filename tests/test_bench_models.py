@@ -14,6 +14,7 @@ from attnbench.throughput.models import (
     attention_memory_bytes,
     block_flops,
     fit_exponent,
+    no_memory_model_reason,
     visible_pairs,
 )
 from torch.utils.flop_counter import FlopCounterMode
@@ -74,7 +75,6 @@ def test_fit_exponent_recovers_power_laws_and_rejects_bad_input():
 
 
 def test_memory_model_families():
-    assert attention_memory_bytes(case(attention="someone_elses_kernel")) is None
     naive = attention_memory_bytes(case(N=512, S=512))
     fused = attention_memory_bytes(case(attention="sdpa_flash", N=512, S=512))
     assert naive == 2 * 2 * 4 * 512 * 512 * 4  # two fp32 score matrices
@@ -82,6 +82,27 @@ def test_memory_model_families():
     big = attention_memory_bytes(case(N=1024, S=1024))
     assert big / naive == 4  # quadratic
     assert attention_memory_bytes(case(attention="tiled", N=1024, S=1024)) / fused == 2
+
+
+def test_memory_model_is_read_from_the_registration():
+    """A variant brings its own model (one place: its registration); one without a
+    declaration gets no model and a reason naming it, never a silent blank."""
+    from attnbench.variants.registry import register_attention, unregister
+
+    def chunked(c, mode):  # e.g. a kernel that holds one (B, Hq, N, 64) fp32 block
+        return c.B * c.Hq * c.N * 64 * 4 * (1 if mode == "fwd" else 2)
+
+    try:
+        register_attention("test_models_chunked", memory=chunked)(lambda q, k, v, **kw: q)
+        register_attention("test_models_undeclared")(lambda q, k, v, **kw: q)
+        assert attention_memory_bytes(case(attention="test_models_chunked")) == 2 * 4 * 128 * 256
+        assert no_memory_model_reason(case(attention="test_models_chunked")) is None
+        assert attention_memory_bytes(case(attention="test_models_undeclared")) is None
+        assert "variant 'test_models_undeclared' declares no memory behaviour" in \
+            no_memory_model_reason(case(attention="test_models_undeclared"))
+    finally:
+        unregister("test_models_chunked")
+        unregister("test_models_undeclared")
 
 
 needs_memray = pytest.mark.skipif(importlib.util.find_spec("memray") is None,

@@ -159,3 +159,79 @@ def test_case_label_names_what_differs_from_the_defaults():
     assert Case(B=2, Hq=4, Hkv=2, N=64, S=128, D=32, Dv=16, causal=True, mask=True,
                 backward=True).label() == "B2-H4/2-N64xS128-D32/16-float32-cpu-causal-mask-bwd"
     assert Case().label() == "B1-H2-N64-D32-float32-cpu"
+
+
+# ---- what a registration declares and must provide ------------------------------------------
+
+def _natural_lse(q, k, v, *, causal=False, scale=None, attn_mask=None):
+    return torch.logsumexp(q @ k.transpose(-2, -1), dim=-1)  # (B, Hq, N)
+
+
+def test_lse_is_provided_at_registration_and_used(throwaway):
+    variant = throwaway(exposes_lse=True, lse=_natural_lse)
+    q = torch.randn(1, 2, 4, 8)
+    assert torch.equal(variant.lse(q, q, q), _natural_lse(q, q, q))
+
+
+@pytest.mark.parametrize("caps, words", [
+    ({"exposes_lse": True}, "declares exposes_lse=True but provides no lse= function"),
+    ({"device_overrides": {"cuda": {"exposes_lse": True}}},
+     "declares exposes_lse=True but provides no lse= function"),
+    ({"lse": _natural_lse}, "provides lse= but does not declare exposes_lse=True"),
+    ({"exposes_lse": True, "lse": "logsumexp"}, "lse: expected a function"),
+    ({"memory": "quadratic"}, r"memory: expected one of \['fused', 'materialising'\]"),
+    ({"timeable": "no"}, "timeable: expected a function"),
+])
+def test_inconsistent_declarations_raise_naming_the_variant(caps, words):
+    with pytest.raises((ValueError, TypeError), match=rf"register_attention\({TEST_NAME!r}\): "
+                                                      rf".*{words}"):
+        register_attention(TEST_NAME, **caps)(lambda q, k, v, **kw: q)
+    with pytest.raises(KeyError):
+        get(TEST_NAME)  # nothing half-registered
+
+
+def test_every_builtin_attention_declares_its_memory_behaviour():
+    undeclared = [v.name for v in list_variants("attention") if v.caps.memory is None]
+    assert undeclared == []
+    assert get("naive").caps.memory == get("sdpa_math").caps.memory == "materialising"
+    assert {get(n).caps.memory for n in ("tiled", "sdpa_flash", "triton_flash")} == {"fused"}
+
+
+def test_every_builtin_lse_matches_its_declaration():
+    for v in list_variants("attention"):
+        assert (v.lse_fn is not None) == v.caps.exposes_lse, v.name
+
+
+def test_memory_model_is_a_name_or_a_function(throwaway):
+    def model(case, mode):
+        return 7.0
+
+    assert throwaway().memory_model() is None  # undeclared: no model, never a guess
+    unregister(TEST_NAME)
+    assert throwaway(memory=model).memory_model() is model
+    unregister(TEST_NAME)
+    assert throwaway(memory="fused").memory_model().__name__ == "fused"
+
+
+def test_timeable_is_declared_not_inferred(throwaway, monkeypatch):
+    assert throwaway().untimeable_reason() is None
+    unregister(TEST_NAME)
+    assert throwaway(timeable=lambda: "in an emulator").untimeable_reason() == "in an emulator"
+    # The Triton kernel says so itself, only when the interpreter runs it.
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "Triton interpreter" in get("triton_flash").untimeable_reason()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert get("triton_flash").untimeable_reason() is None
+    assert get("naive").untimeable_reason() is None
+
+
+def test_as_dict_names_a_model_function_and_drops_run_time_checks():
+    import json
+
+    def my_model(case, mode):
+        return 0.0
+
+    data = Capabilities(memory=my_model, timeable=lambda: None).as_dict()
+    assert data["memory"].endswith("my_model") and data["memory"].startswith("model ")
+    assert "timeable" not in data
+    json.dumps(data)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import replace
 
 import attnbench.variants  # noqa: F401
@@ -40,8 +39,8 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
 def interpreted(name: str) -> bool:
-    """Runs in the Triton interpreter here (about a thousand times slower than compiled)."""
-    return "triton" in get(name).caps.requires and os.environ.get("TRITON_INTERPRET") == "1"
+    """Declared untimeable here: runs in an interpreter (Triton's: ~1000x slower than compiled)."""
+    return get(name).untimeable_reason() is not None
 
 
 def examples(name: str) -> int:

@@ -22,7 +22,7 @@ from attnbench.variants.registry import (
     unregister,
 )
 
-_INFRASTRUCTURE = {"registry", "common", "plugins"}
+_INFRASTRUCTURE = {"registry", "common", "plugins", "memory"}
 
 
 def _import_builtin_variants() -> None:

@@ -22,16 +22,6 @@ def _scores(q: torch.Tensor, k: torch.Tensor, *, causal: bool, scale: float | No
     return scores
 
 
-@register_attention("naive", fully_masked_rows="nan", exposes_lse=True,
-                    notes="materialises the N x S score matrix")
-def naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
-          scale: float | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Explicit matmul, softmax, matmul."""
-    k, v = expand_kv(k, v, q.shape[1])  # (B, Hq, S, D)
-    p = torch.softmax(_scores(q, k, causal=causal, scale=scale, attn_mask=attn_mask), dim=-1)
-    return p @ v  # (B, Hq, N, Dv)
-
-
 def _naive_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
                scale: float | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     k, _ = expand_kv(k, v, q.shape[1])
@@ -39,4 +29,11 @@ def _naive_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: boo
     return torch.logsumexp(scores.float(), dim=-1)  # (B, Hq, N)
 
 
-naive.lse = _naive_lse
+@register_attention("naive", fully_masked_rows="nan", memory="materialising",
+                    exposes_lse=True, lse=_naive_lse, notes="materialises the N x S score matrix")
+def naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+          scale: float | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Explicit matmul, softmax, matmul."""
+    k, v = expand_kv(k, v, q.shape[1])  # (B, Hq, S, D)
+    p = torch.softmax(_scores(q, k, causal=causal, scale=scale, attn_mask=attn_mask), dim=-1)
+    return p @ v  # (B, Hq, N, Dv)

@@ -10,7 +10,10 @@ to 1/sqrt(D), ``causal=True`` meaning query i sees keys j <= i (top-left aligned
 ``attn_mask`` a boolean tensor broadcastable to (B, Hq, N, S) where True means "may attend".
 
 Capabilities are data, not code paths: a check or benchmark asks ``not_supported_reasons`` and
-skips with the reason in words, so an unsupported combination is never a failure.
+skips with the reason in words, so an unsupported combination is never a failure. What the
+project knows about a variant is declared here, at registration, and nowhere else: its memory
+behaviour (``memory``, for the memory model), its log-sum-exp function (``lse=``, checked
+against ``exposes_lse``) and whether its timings mean anything on this machine (``timeable``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
+from attnbench.variants.memory import MEMORY_MODELS, MemoryModel
 
 Kind = Literal["attention", "block"]
 CausalAlignment = Literal["top_left", "bottom_right"]
@@ -46,9 +50,15 @@ class Capabilities:
     requires: tuple[str, ...] = ()  # importable packages
     causal_alignment: CausalAlignment = "top_left"  # meaning of causal=True when N != S
     fully_masked_rows: MaskedRows = "nan"  # output of a query row that may attend to nothing
-    exposes_lse: bool = False  # has a `.lse(q, k, v, ...)` for log-sum-exp checks
+    exposes_lse: bool = False  # registered with ``lse=``: log-sum-exp per row is checked
+    # The memory model (variants/memory.py): "materialising", "fused", or a function
+    # ``(case, mode) -> bytes``; None: undeclared, the benchmark prints no model and says why.
+    memory: str | MemoryModel | None = None
     # A run-time check (drivers, environment flags) returning a reason, or None when usable.
     available: Callable[[], str | None] | None = field(default=None, compare=False)
+    # A run-time check returning why timing this variant here would measure something else
+    # (an interpreter), or None when its timings and memory peaks are its own.
+    timeable: Callable[[], str | None] | None = field(default=None, compare=False)
     # Per-device overrides of the fields above, e.g. {"cuda": {"attn_mask": False}}: PyTorch's
     # flash backend takes a boolean mask on CPU but not on CUDA.
     device_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -63,8 +73,11 @@ class Capabilities:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "available":
+            if f.name in ("available", "timeable"):
                 continue
+            if f.name == "memory" and callable(value):
+                value = f"model {getattr(value, '__module__', '?')}."\
+                        f"{getattr(value, '__qualname__', repr(value))}"
             if f.name == "dtypes":
                 value = [dtype_name(d) for d in value]
             elif f.name == "device_overrides":
@@ -144,6 +157,7 @@ class Variant:
     caps: Capabilities
     module: str = ""
     doc: str = ""
+    lse_fn: Callable[..., torch.Tensor] | None = None  # registered with ``lse=``
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.kind == "attention":
@@ -155,36 +169,78 @@ class Variant:
         if not self.caps.exposes_lse:
             raise NotImplementedError(f"variant {self.name!r} does not expose its log-sum-exp")
         validate_attention_inputs(self.name, q, k, v, **kwargs)
-        return self.fn.lse(q, k, v, **kwargs)
+        assert self.lse_fn is not None  # registration checked it against exposes_lse
+        return self.lse_fn(q, k, v, **kwargs)
+
+    def memory_model(self) -> MemoryModel | None:
+        """The declared memory model as a function, or None when the variant declares none."""
+        memory = self.caps.memory
+        return MEMORY_MODELS[memory] if isinstance(memory, str) else memory
+
+    def untimeable_reason(self) -> str | None:
+        """Why this variant's timings here would not be its own (None: time it)."""
+        return self.caps.timeable() if self.caps.timeable is not None else None
 
 
 _REGISTRY: dict[str, Variant] = {}
 
 
-def _register(kind: Kind, name: str, caps: dict[str, Any]) -> Callable[[Callable], Callable]:
+def _check_declarations(kind: Kind, name: str, caps: Capabilities,
+                        lse: Callable[..., torch.Tensor] | None) -> None:
+    """Declarations that must agree with what the registration provides, named on failure."""
+    where = f"register_{kind}({name!r})"
+    memory = caps.memory
+    if not (memory is None or callable(memory) or memory in MEMORY_MODELS):
+        raise ValueError(f"{where}: memory: expected one of {sorted(MEMORY_MODELS)}, a model "
+                         f"function (case, mode) -> bytes, or None; got {memory!r}")
+    for key in ("available", "timeable"):
+        if getattr(caps, key) is not None and not callable(getattr(caps, key)):
+            raise TypeError(f"{where}: {key}: expected a function () -> reason or None, got "
+                            f"{getattr(caps, key)!r}")
+    if lse is not None and not callable(lse):
+        raise TypeError(f"{where}: lse: expected a function (q, k, v, ...) -> (B, Hq, N), got "
+                        f"{lse!r}")
+    declared = [caps.exposes_lse, *(o.get("exposes_lse", False)
+                                    for o in caps.device_overrides.values())]
+    if any(declared) and lse is None:
+        raise ValueError(f"{where}: declares exposes_lse=True but provides no lse= function")
+    if lse is not None and not any(declared):
+        raise ValueError(f"{where}: provides lse= but does not declare exposes_lse=True")
+
+
+def _register(kind: Kind, name: str, caps: dict[str, Any],
+              lse: Callable[..., torch.Tensor] | None = None) -> Callable[[Callable], Callable]:
     if not isinstance(name, str) or not name:
         raise ValueError(f"variant name: expected a non-empty string, got {name!r}")
     unknown = set(caps) - {f.name for f in fields(Capabilities)}
     if unknown:
         raise TypeError(f"register_{kind}({name!r}): unknown capabilities {sorted(unknown)}; "
                         f"known: {sorted(f.name for f in fields(Capabilities))}")
+    declared = Capabilities(**caps)
+    _check_declarations(kind, name, declared, lse)
 
     def decorator(fn: Callable) -> Callable:
         if name in _REGISTRY:
             prev = _REGISTRY[name]
             raise ValueError(f"variant {name!r} is already registered (by {prev.module}); "
                              "choose another name")
-        _REGISTRY[name] = Variant(name=name, kind=kind, fn=fn, caps=Capabilities(**caps),
+        _REGISTRY[name] = Variant(name=name, kind=kind, fn=fn, caps=declared,
                                   module=getattr(fn, "__module__", ""),
-                                  doc=(fn.__doc__ or "").strip().split("\n")[0])
+                                  doc=(fn.__doc__ or "").strip().split("\n")[0], lse_fn=lse)
         return fn
 
     return decorator
 
 
-def register_attention(name: str, **capabilities: Any) -> Callable[[Callable], Callable]:
-    """Decorator: register ``fn(q, k, v, *, causal=False, scale=None, attn_mask=None)``."""
-    return _register("attention", name, capabilities)
+def register_attention(name: str, *, lse: Callable[..., torch.Tensor] | None = None,
+                       **capabilities: Any) -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn(q, k, v, *, causal=False, scale=None, attn_mask=None)``.
+
+    ``lse``: the variant's log-sum-exp per query row, ``lse(q, k, v, **same kwargs) ->
+    (B, Hq, N)``, for variants declaring ``exposes_lse=True`` (the two must agree).
+    ``capabilities``: fields of ``Capabilities``, e.g. ``memory="fused"``.
+    """
+    return _register("attention", name, capabilities, lse)
 
 
 def register_block(name: str, **capabilities: Any) -> Callable[[Callable], Callable]:

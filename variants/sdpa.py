@@ -59,7 +59,7 @@ def _cudnn_reason() -> str | None:
     return None
 
 
-@register_attention("sdpa", fully_masked_rows="zero",
+@register_attention("sdpa", fully_masked_rows="zero", memory="fused",
                     notes="dispatcher's choice of backend; which one ran is not recorded")
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
          scale: float | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,24 +67,25 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = Fa
     return _sdpa(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask)
 
 
-register_attention("sdpa_math", fully_masked_rows="zero",
+register_attention("sdpa_math", fully_masked_rows="zero", memory="materialising",
                    notes="materialises the score matrix (upcasts fp16/bf16 on CPU)")(
     _pinned(SDPBackend.MATH))
 
 register_attention(
-    "sdpa_flash", fully_masked_rows="zero", distinct_value_dim=False,
+    "sdpa_flash", fully_masked_rows="zero", memory="fused", distinct_value_dim=False,
     device_overrides={"cuda": {"dtypes": LOW_PRECISION, "attn_mask": False, "head_dim_max": 256}},
     notes="CPU: PyTorch's C++ flash kernel (any dtype, masks); CUDA: FlashAttention-2 (fp16/bf16, "
           "no explicit mask)")(_pinned(SDPBackend.FLASH_ATTENTION))
 
 register_attention(
     "sdpa_efficient", devices=("cuda",), dtypes=(torch.float32, *LOW_PRECISION),
-    fully_masked_rows="zero", available=_cuda_reason,
+    fully_masked_rows="zero", memory="fused", available=_cuda_reason,
     notes="xformers-style memory-efficient CUDA kernel; GQA by repeating K/V heads")(
     _pinned(SDPBackend.EFFICIENT_ATTENTION, native_gqa=False))
 
 register_attention(
     "sdpa_cudnn", devices=("cuda",), dtypes=LOW_PRECISION, attn_mask=False, head_dim_max=128,
-    distinct_value_dim=False, fully_masked_rows="undefined", available=_cudnn_reason,
+    distinct_value_dim=False, fully_masked_rows="undefined", memory="fused",
+    available=_cudnn_reason,
     notes="cuDNN fused attention (sm80+); GQA by repeating K/V heads")(
     _pinned(SDPBackend.CUDNN_ATTENTION, native_gqa=False))

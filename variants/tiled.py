@@ -118,13 +118,16 @@ def _tiled(q, k, v, causal, scale, attn_mask):
                                  BLOCK_S)
 
 
-@register_attention("tiled", fully_masked_rows="zero", exposes_lse=True,
+def _tiled_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+               scale: float | None = None, attn_mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    return _tiled(q, k, v, causal, scale, attn_mask)[1]  # (B, Hq, N)
+
+
+@register_attention("tiled", fully_masked_rows="zero", memory="fused", exposes_lse=True,
+                    lse=_tiled_lse,
                     notes=f"online softmax over key blocks of {BLOCK_S}; O(N) extra memory")
 def tiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
           scale: float | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """FlashAttention-2 algorithm in plain PyTorch (online softmax, recomputing backward)."""
     return _tiled(q, k, v, causal, scale, attn_mask)[0]
-
-
-tiled.lse = lambda q, k, v, *, causal=False, scale=None, attn_mask=None: _tiled(
-    q, k, v, causal, scale, attn_mask)[1]

@@ -19,15 +19,28 @@ def _unavailable() -> str | None:
     return triton_available()
 
 
+def _interpreted_reason() -> str | None:
+    """Timing the interpreter would measure Python, not the kernel."""
+    return ("runs in the Triton interpreter here (TRITON_INTERPRET=1): timing and memory would "
+            "measure the interpreter") if interpreter_active() else None
+
+
 def _cpu_reason() -> str | None:
     """On CPU the kernel exists only interpreted."""
     return None if interpreter_active() else "on CPU only under TRITON_INTERPRET=1"
 
 
+def _lse(q, k, v, *, causal=False, scale=None, attn_mask=None):
+    from attnbench.kernels.flash_attn import flash_attention_forward
+
+    return flash_attention_forward(q, k, v, causal, scale)[1]
+
+
 @register_attention(
     "triton_flash", devices=("cpu", "cuda"), dtypes=(torch.float32, *FP_LOW),
     attn_mask=False, head_dim_max=256, requires=("triton",), fully_masked_rows="undefined",
-    exposes_lse=True, available=_unavailable,
+    memory="fused", exposes_lse=True, lse=_lse, available=_unavailable,
+    timeable=_interpreted_reason,
     notes="Triton FlashAttention-2, fwd+bwd; fp32 via tl.dot in IEEE precision; on CPU only "
           "under the Triton interpreter (bf16 dots upcast to fp32 there)")
 def triton_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
@@ -42,12 +55,3 @@ def triton_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: b
     from attnbench.kernels.flash_attn import flash_attention
 
     return flash_attention(q, k, v, causal=causal, scale=scale)
-
-
-def _lse(q, k, v, *, causal=False, scale=None, attn_mask=None):
-    from attnbench.kernels.flash_attn import flash_attention_forward
-
-    return flash_attention_forward(q, k, v, causal, scale)[1]
-
-
-triton_flash.lse = _lse

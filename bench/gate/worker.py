@@ -218,6 +218,18 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
+def _untimeable_reason(variant: Any) -> str | None:
+    """What the side's registration declares; a tree from before registrations declared it
+    (no ``untimeable_reason``) gets that era's rule: Triton variants are interpreted under
+    TRITON_INTERPRET=1."""
+    if hasattr(variant, "untimeable_reason"):
+        return variant.untimeable_reason()
+    if "triton" in variant.caps.requires and os.environ.get("TRITON_INTERPRET") == "1":
+        return ("runs in the Triton interpreter here: timing and memory would measure the "
+                "interpreter")
+    return None
+
+
 # ---- the request loop ------------------------------------------------------------------------
 
 class Side:
@@ -229,13 +241,10 @@ class Side:
         self.cases: dict[str, Prepared] = {}
 
     def hello(self) -> dict[str, Any]:
-        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
         found = {}
         for v in self.registry.list_variants("attention"):
-            slow = interpreted and "triton" in v.caps.requires
-            found[v.name] = {"timeable": not slow,
-                             "why": "runs in the Triton interpreter here: timing and memory "
-                                    "would measure the interpreter" if slow else ""}
+            why = _untimeable_reason(v)
+            found[v.name] = {"timeable": not why, "why": why or ""}
         return {"root": str(self.root), "torch": torch.__version__, "variants": found}
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:

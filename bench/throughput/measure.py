@@ -15,7 +15,11 @@ from typing import Any
 
 import torch
 from attnbench.throughput.cases import BenchCase, make_call
-from attnbench.throughput.models import attention_flops, attention_memory_bytes
+from attnbench.throughput.models import (
+    attention_flops,
+    attention_memory_bytes,
+    no_memory_model_reason,
+)
 from attnbench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
 from attnbench.variants.registry import parse_dtype
 
@@ -85,6 +89,8 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int) -> M
         model = attention_memory_bytes(case)
         if model is not None:
             m.values["mem_model_bytes"] = (float(model), "B")
+        else:
+            m.skipped["mem_model_bytes"] = no_memory_model_reason(case) or "no model"
     if case.measure == "full":
         samples = time_callable(call, device=case.device, warmup=settings.warmup,
                                 max_time=settings.max_time, min_rounds=settings.min_rounds)

@@ -9,17 +9,9 @@ FLOP convention (reference.md section 2), stated in every results directory:
     block    per token forward 24 d^2 (QKV 6, out 2, MLP 16) + 4 d (P / N) for attention;
              fwd+bwd 3 x forward.
 
-Memory (bytes above the inputs, one call). Two families, derived from the algorithms:
-    materialising (naive, sdpa_math): the (B, Hq, N, S) score matrix and its successors.
-        fwd: scores and their scaled copy live together, 2 score matrices (+ the N x S bool
-        causal mask and its negation). fwd+bwd: P (saved) + dP + dS, 3 score matrices, plus
-        out and dV.
-        bwd: dP + dS plus dV (P already exists).
-    fused (flash family): the minimum a fused kernel must write: out + LSE (fp32 per row);
-        with backward also dQ, dK, dV and delta (fp32 per row). Real kernels add working
-        buffers (the plain-PyTorch ``tiled`` holds several (B, Hq, N, BLOCK_S) fp32 blocks),
-        so for them the model is a lower bound and the ratio measured/model is the overhead.
-A variant in neither family gets no model (the row is left out rather than guessed).
+Memory (bytes above the inputs, one call): the model the variant declares at registration
+(``memory=`` in ``register_attention``; the built-in models and their derivation are in
+``attnbench.variants.memory``). A variant that declares none gets no model, and its row says why.
 """
 
 from __future__ import annotations
@@ -27,19 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from attnbench.throughput.cases import BenchCase
+from attnbench.variants.registry import get
 
 FLOP_CONVENTION = (
     "useful FLOPs: forward 2*B*Hq*P*(D+Dv), P = visible (query, key) pairs (causal top-left: "
     "sum_i min(i+1, S)); bwd 2x forward, fwd+bwd 3x (FlashAttention's recomputation not "
     "counted); block forward per token 24*d^2 + 4*d*P/N, fwd+bwd 3x")
 MODE_FACTOR = {"fwd": 1.0, "bwd": 2.0, "fwd+bwd": 3.0}
-
-MATERIALISING = frozenset({"naive", "sdpa_math"})
-FUSED = frozenset({"sdpa", "sdpa_flash", "sdpa_efficient", "sdpa_cudnn", "tiled",
-                   "triton_flash"})
-LSE_BYTES = 4  # fp32 log-sum-exp (and delta) per query row
 
 
 def visible_pairs(N: int, S: int, causal: bool) -> int:
@@ -68,25 +55,18 @@ def block_flops(case: BenchCase) -> float:
 
 
 def attention_memory_bytes(case: BenchCase) -> float | None:
-    """Predicted peak bytes above the inputs for one call, or None without a model."""
-    elt = torch.empty((), dtype=case.torch_dtype).element_size()
-    B, Hq, Hkv, N, S, D, Dv = case.B, case.Hq, case.Hkv, case.N, case.S, case.D, case.Dv
-    out = B * Hq * N * Dv * elt
-    rows = B * Hq * N * LSE_BYTES
-    if case.attention in MATERIALISING:
-        score = B * Hq * N * S * elt
-        mask = N * S if case.causal else 0  # bool, one byte per pair (fwd: mask and ~mask)
-        expanded = B * Hq * S * (D + Dv) * elt if Hkv != Hq else 0  # GQA: K, V repeated
-        dv = B * Hq * S * Dv * elt  # dV before the GQA heads are summed back
-        return {"fwd": 2 * score + 2 * mask + expanded,
-                "bwd": 2 * score + dv,
-                "fwd+bwd": 3 * score + mask + expanded + out + dv}[case.mode]
-    if case.attention in FUSED:
-        grads = (B * Hq * N * D + B * Hkv * S * (D + Dv)) * elt  # dQ, dK, dV
-        return {"fwd": out + rows,
-                "bwd": grads + rows,
-                "fwd+bwd": out + rows + grads + rows}[case.mode]
-    return None
+    """Predicted peak bytes above the inputs for one call by the variant's declared memory
+    model, or None when it declares none (``no_memory_model_reason`` says so in words)."""
+    model = get(case.attention).memory_model()
+    return None if model is None else float(model(case.registry_case(), case.mode))
+
+
+def no_memory_model_reason(case: BenchCase) -> str | None:
+    """Why ``case`` has no memory model, or None when it has one."""
+    if get(case.attention).memory_model() is not None:
+        return None
+    return (f"variant {case.attention!r} declares no memory behaviour (register it with "
+            "memory='materialising', 'fused' or a model function)")
 
 
 def fit_exponent(lengths: Sequence[float], values: Sequence[float]) -> float:

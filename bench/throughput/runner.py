@@ -11,7 +11,6 @@ memory-exponent fits last (they need every memory point).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from attnbench.throughput.presets import Preset, expand
 from attnbench.throughput.selection import Selection
 from attnbench.throughput.timing import TimingSettings, cpu_clock
 from attnbench.throughput.worker import MALLOC_ENV, Worker
-from attnbench.variants.registry import Variant, get, not_supported_reasons
+from attnbench.variants.registry import get, not_supported_reasons
 
 SUITE = "throughput"
 INTERPRETED_MAX_N, INTERPRETED_MAX_BH = 256, 4  # ~100 interpreted cases a minute below this
@@ -67,10 +66,6 @@ def plan(config: RunConfig) -> list[BenchCase]:
     return cases
 
 
-def _interpreted(variant: Variant) -> bool:
-    return "triton" in variant.caps.requires and os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def triage(case: BenchCase, preset: Preset) -> tuple[BenchCase, str | None]:
     """The case to measure (possibly accuracy-only) and why it is skipped, if it is."""
     attention = get(case.attention)
@@ -87,13 +82,14 @@ def triage(case: BenchCase, preset: Preset) -> tuple[BenchCase, str | None]:
     no_memory = memory_unavailable_reason(case.device)
     if case.measure == "memory" and no_memory:
         return case, no_memory
-    if _interpreted(attention):
-        never = "interpreted Triton (TRITON_INTERPRET=1, no GPU) is never timed"
+    untimeable = attention.untimeable_reason()  # declared at registration
+    if untimeable:
+        never = f"never timed here: {untimeable}"
         small = case.N <= INTERPRETED_MAX_N and case.B * case.Hq <= INTERPRETED_MAX_BH
         if case.kind == "attention" and case.measure == "full" and small:
             return replace(case, measure="accuracy"), None
         if case.measure == "memory":
-            return case, f"{never}, and the interpreter's memory is not the kernel's"
+            return case, never
         return case, (f"{never}; its accuracy is measured only at N <= {INTERPRETED_MAX_N}, "
                       f"B*Hq <= {INTERPRETED_MAX_BH}")
     return case, None
@@ -122,8 +118,8 @@ def measurement_rows(case: BenchCase, m: Measurement, peaks: dict[tuple[str, str
                          "reason": f"no matmul peak measured for {case.dtype} on {case.device}"})
     if case.measure == "accuracy":
         rows.append({**base, "status": "skipped", "metric": "run",
-                     "reason": "interpreted Triton (TRITON_INTERPRET=1, no GPU) is never "
-                               "timed; accuracy only"})
+                     "reason": f"never timed here: {get(case.attention).untimeable_reason()}; "
+                               "accuracy only"})
     return rows
 
 

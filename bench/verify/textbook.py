@@ -56,7 +56,7 @@ def textbook_inputs(inputs: Inputs, alignment: str) -> Inputs:
 def naive_textbook(inputs: Inputs, backward: bool, lse: bool) -> Textbook:
     naive = get("naive")
     out, grads = run_variant(naive, inputs, backward=backward, poison=False)
-    pt_lse = naive.fn.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs()) if lse else None
+    pt_lse = naive.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs()) if lse else None
     return Textbook("naive", out, grads, pt_lse)
 
 
