@@ -93,9 +93,11 @@ def kernel_author(bundle: Bundle, verdicts: dict[RunVariant, Cell],
     lines = []
     for run, variant in attention_keys:
         right, tone = right_text(verdicts.get((run, variant)))
-        if right == "not checked" and (run, variant) not in exponents and not (
-                not calls.empty and (calls["variant"] == variant).any()):
-            continue  # neither verified nor measured here: nothing to say
+        in_bench = (run, variant) in exponents or (run, variant) in not_timed or (
+            not calls.empty and (calls["variant"] == variant).any()) or (
+            variant == bundle.baseline and not cases.empty)
+        if not in_bench:
+            continue  # not in the benchmark (a verify-only oracle): fast and lean say nothing
         prefix = f"[{run}] " if bundle.several_runs else ""
         fast = fast_text(bundle, calls, variant, run, not_timed)
         lean = lean_text(exponents.get((run, variant), "not measured"))

@@ -211,3 +211,27 @@ def test_a_new_section_is_one_registration(tmp_path: Path) -> None:
             register_section(order=52)(lambda bundle: None)
     finally:
         del _REGISTRY[f"{build.__module__}.{build.__qualname__}"]
+
+
+def test_figure_text_is_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every figure is drawn at the column width and no text in it is below SMALLEST_TEXT
+    points (9 pt = 12.5 px at 100 dpi; ~12 px as displayed in the 1302-px image box of a
+    1366-px window, above the 10 px the issue asks for)."""
+    import matplotlib.text
+    from attnbench.reports import figures
+
+    seen: list[tuple[float, float]] = []
+    original = figures.to_png
+
+    def checked(fig) -> bytes:
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text)
+                 if t.get_visible() and t.get_text().strip()]
+        seen.append((fig.get_figwidth(), min(sizes)))
+        return original(fig)
+
+    monkeypatch.setattr(figures, "to_png", checked)
+    write_report([FIXTURES], tmp_path)
+    assert len(seen) >= 10
+    assert all(width == figures.WIDTH for width, _ in seen), seen
+    assert min(size for _, size in seen) >= figures.SMALLEST_TEXT == 9
+    assert figures.WIDTH * figures.DPI == 1320  # the page's column: max-width 1360 - 2 x 20
