@@ -94,13 +94,23 @@ def plain_number(x: float, pos: int | None = None) -> str:
     return f"{x:g}"
 
 
+class ReadableLogLocator(LogLocator):
+    """Base-10 ticks at 1, 2 and 5 per decade over a short range (two decades or less), one
+    per decade over a long one, so a narrow axis gets enough labels and a wide one no pile."""
+
+    def tick_values(self, vmin: float, vmax: float) -> Any:
+        low, high = sorted((max(vmin, 1e-300), max(vmax, 1e-300)))
+        self.set_params(subs=(1.0, 2.0, 5.0) if math.log10(high / low) <= 2.5 else (1.0,))
+        return super().tick_values(vmin, vmax)
+
+
 def log_axis(ax: Axes, which: str, base: float = 10) -> None:
     """A log axis with enough labelled ticks to read a value: powers of two for base 2, and
     1-2-5 steps per decade for base 10; minor ticks unlabelled, so labels never collide."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=base)
-    subs = (1.0,) if base == 2 else (1.0, 2.0, 5.0)
-    axis.set_major_locator(LogLocator(base=base, subs=subs, numticks=9))
+    axis.set_major_locator(LogLocator(base=base, subs=(1.0,), numticks=9) if base == 2
+                           else ReadableLogLocator(base=base, numticks=9))
     axis.set_major_formatter(FuncFormatter(plain_number))
     axis.set_minor_locator(LogLocator(base=base, subs="auto", numticks=9) if base != 2
                            else NullLocator())

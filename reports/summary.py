@@ -273,6 +273,14 @@ def build(bundle: Bundle) -> Section:
                                     "evidence"],
                                    [r if bundle.several_runs else r[1:] for r in found],
                                    "Findings from the literature"))
+        quick = [r.label for r in bundle.runs
+                 if r.suite == "stability" and r.provenance.get("preset") == "quick"]
+        if quick:
+            section.items.append(Note(
+                "These findings come from the quick preset (small models, few depths and "
+                "seeds, a few hundred steps): 'not reproduced' at this scale is weak "
+                "evidence either way; attnbench stability --preset full tests them at scale.",
+                "warn"))
     section.items.append(gate_line(bundle))
     if bundle.several_runs:
         section.items.append(Paragraph(

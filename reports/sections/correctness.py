@@ -160,7 +160,11 @@ def build(bundle: Bundle) -> Section:
             section.items.append(table([*run_column(bundle), "variant", "check", "dtype", "case",
                                         "direction", "outcome", "ratio", "bound", "reason"],
                                        rows, "Failed checks"))
-        section.items += skip_notes(found)
+        notes = skip_notes(found)
+        if notes:
+            section.items.append(Details(
+                f"Skipped checks (the variant declares the case unsupported): {len(notes)} "
+                "variants", notes))
         figure = ratio_figure(bundle, found)
         if figure:
             section.items.append(figure)
