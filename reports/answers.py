@@ -90,19 +90,25 @@ def kernel_author(bundle: Bundle, verdicts: dict[RunVariant, Cell],
     cases = cases[cases["time_median_s"].notna()] if not cases.empty else cases
     calls = speedups(bundle, cases) if not cases.empty else pd.DataFrame()
     not_timed = not_timed_reasons(bundle)
-    lines = []
+    lines, unsupported = [], []
     for run, variant in attention_keys:
         right, tone = right_text(verdicts.get((run, variant)))
-        in_bench = (run, variant) in exponents or (run, variant) in not_timed or (
+        timed = (run, variant) in exponents or (
             not calls.empty and (calls["variant"] == variant).any()) or (
             variant == bundle.baseline and not cases.empty)
-        if not in_bench:
+        if not timed and (run, variant) not in not_timed:
             continue  # not in the benchmark (a verify-only oracle): fast and lean say nothing
+        if not timed and right == "not checked":
+            unsupported.append(variant)  # skipped everywhere: unsupported on this device
+            continue
         prefix = f"[{run}] " if bundle.several_runs else ""
         fast = fast_text(bundle, calls, variant, run, not_timed)
         lean = lean_text(exponents.get((run, variant), "not measured"))
         text = f"{prefix}{variant}: right {right} · fast {fast} · lean {lean}"
         lines.append(Cell(text, tone if tone == "bad" else ""))
+    if unsupported:
+        lines.append(Cell("Not run here (unsupported on this device or dtype): "
+                          + ", ".join(dict.fromkeys(unsupported)) + ".", "muted"))
     if not lines:
         lines = [Cell("No attention variant was verified or measured.", "muted")]
     return Answer("Kernel author", "Is each attention variant right, fast and lean?", lines)

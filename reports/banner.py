@@ -117,12 +117,12 @@ def seeds_badge(bundle: Bundle) -> str:
         per = keyed.groupby([c for c in ("run", "block", "depth", "lr", "warmup", "attention")
                              if c in keyed], dropna=False)["seed"].nunique()
         low, high = (int(per.min()), int(per.max())) if len(per) else (0, 0)
-        parts.append(f"stability {low}" + ("" if low == high else f"–{high}")
+        parts.append(f"training: {low}" + ("" if low == high else f"–{high}")
                      + " seed(s) per configuration")
     recorded = sorted({f"{k}={v}" for r in bundle.runs
                        for k, v in (r.provenance.get("seeds") or {}).items()})
     if recorded:
-        parts.append("inputs " + ", ".join(recorded))
+        parts.append("recorded: " + ", ".join(recorded))
     return "; ".join(parts) or "–"
 
 

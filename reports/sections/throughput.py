@@ -12,7 +12,16 @@ import math
 import numpy as np
 import pandas as pd
 from attnbench.reports import figures
-from attnbench.reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
+from attnbench.reports.document import (
+    Cell,
+    Details,
+    Figure,
+    Note,
+    Section,
+    fmt,
+    not_measured,
+    table,
+)
 from attnbench.reports.load import Bundle
 from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import (
@@ -158,7 +167,8 @@ def build(bundle: Bundle) -> Section:
                                       "are drawn, all are in the CSV.", "warn"))
         joined = speedups(of_mode, bundle.baseline) if base_present else pd.DataFrame()
         if not joined.empty:
-            section.items.append(speedup_figure(bundle, joined, mode, colors))
+            section.items.append(Details(f"Speed-up against {bundle.baseline}, {mode} (figure)",
+                                         [speedup_figure(bundle, joined, mode, colors)]))
             speed_rows += speedup_table(bundle, joined)
     if speed_rows:
         section.items.append(table(
