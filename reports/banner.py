@@ -70,8 +70,16 @@ def finding_counts(bundle: Bundle) -> Counter[str]:
 
 
 def stability_line(bundle: Bundle) -> Cell:
+    from attnbench.reports.sections.stability import trained_runs
+
     tally = finding_counts(bundle)
+    trained = trained_runs(bundle)
+    runs = (f"{int(trained['healthy'].sum())} of {len(trained)} training runs healthy"
+            if not trained.empty else "")
     if not tally:
+        if runs:
+            return Cell(f"Stability: {runs}; literature findings not evaluated (the run "
+                        "wrote none: interrupted?)", "warn")
         return Cell("Stability: not run (no stability results given)", "muted")
     parts = [f"{tally[k]} {k}" for k in ("reproduced", "not reproduced", "not measured")
              if tally[k]]
@@ -80,7 +88,8 @@ def stability_line(bundle: Bundle) -> Cell:
     scale = (f"; preset {', '.join(presets)}" + (": small scale, a 'not reproduced' is weak "
                                                    "evidence" if "quick" in presets else "")
              if presets else "")
-    return Cell(f"Stability findings: {', '.join(parts)} of {sum(tally.values())}{scale}",
+    runs = f"; {runs}" if runs else ""
+    return Cell(f"Stability findings: {', '.join(parts)} of {sum(tally.values())}{runs}{scale}",
                 "warn" if tally["not reproduced"] else "good" if tally["reproduced"] else "muted")
 
 

@@ -242,10 +242,13 @@ def build(bundle: Bundle) -> Section:
     attention_keys = [k for k in keys if k[1] not in is_block]
     block_keys = [k for k in keys if k[1] in is_block]
     section.items.append(answers.build(bundle, verdicts, exponents, attention_keys))
+    not_timed = answers.not_timed_reasons(bundle)
     if attention_keys:
         rows = [[*([run] if bundle.several_runs else []), variant,
                  verdicts.get((run, variant), Cell("not measured", "muted")),
-                 regimes.get((run, variant), "not measured"), best.get((run, variant), "–"),
+                 regimes.get((run, variant), f"not timed: {not_timed[(run, variant)]}"
+                             if (run, variant) in not_timed else "not measured"),
+                 best.get((run, variant), "–"),
                  exponents.get((run, variant), "not measured")]
                 for run, variant in attention_keys]
         section.items.append(table(

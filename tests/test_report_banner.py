@@ -105,8 +105,12 @@ def test_banner_counts_match_the_results(with_gate: Path) -> None:
                              f"finding(s) among {len(gate['findings'])} ({FIXTURES / 'gate.json'})")
     parts = ", ".join(f"{findings[k]} {k}" for k in ("reproduced", "not reproduced",
                                                     "not measured") if findings[k])
+    trained = [r for r in rows(FIXTURES / "stability" / "results.jsonl")
+               if r["metric"] == "final_val_loss"]
+    healthy = sum(r.get("verdict", "healthy") == "healthy" for r in trained)
     assert lines["Stability findings"][1].startswith(
-        f"Stability findings: {parts} of {sum(findings.values())}")
+        f"Stability findings: {parts} of {sum(findings.values())}; {healthy} of "
+        f"{len(trained)} training runs healthy")
     badges = dict(b.split(": ", 1) for b in banner(with_gate).badges)
     assert badges["GPU"] == "NVIDIA H200" and badges["device"] == "NVIDIA H200 and CPU"
     assert badges["Triton"] == "interpreter in some runs, compiled in others"
