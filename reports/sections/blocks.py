@@ -80,5 +80,6 @@ def build(bundle: Bundle) -> Section:
              else f"{100 * r['attention_share']:.0f} %"]
             for _, r in cases.sort_values(["run", "block", "attention", "mode", "N"]).iterrows()]
     section.items.append(table([*run_column(bundle), "block", "attention", "d_model", "heads",
-                                "N", "mode", "dtype", "tokens/s", "attention share"], rows))
+                                "N", "mode", "dtype", "tokens/s", "attention share"], rows,
+                               "Blocks per case"))
     return section

@@ -82,7 +82,7 @@ def suite_fit(fits: pd.DataFrame, run: str, variant: str, mode: str, dtype: str,
 def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]]) -> Figure:
     colors = bundle.colors()
     fits = memory_fits(bundle)
-    fig, axes = figures.grid(len(found))
+    fig, axes = figures.grid(len(found), ncols=2)  # two per row: room for the legend
     for ax, (key, g) in zip(axes, found, strict=False):
         panel = dict(zip(PANEL_KEYS, key, strict=True))
         both = g["causal"].map(as_bool).nunique() > 1

@@ -60,7 +60,8 @@ def loss_vs_lr(bundle: Bundle, trained: pd.DataFrame) -> Figure:
 def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
     """Depth × learning rate, coloured by verdict; cell text = verdict (or failed/total)."""
     found = groups(cells, ["run", "config"])
-    fig, axes = figures.grid(len(found), size=(4.4, 2.8))
+    depth_count = max(g["depth"].nunique() for _, g in found) if found else 1
+    fig, axes = figures.grid(len(found), size=(4.4, 1.0 + 0.45 * depth_count))  # rows: depths
     cmap = ListedColormap(VERDICT_COLORS)
     for ax, ((run, config), g) in zip(axes, found, strict=False):
         depths, lrs = sorted(g["depth"].unique()), sorted(g["lr"].unique())
