@@ -16,15 +16,16 @@ import json
 import sys
 from typing import Any
 
+from attnbench.errors import AttnbenchError, UsageError
 from attnbench.runtime import configure_triton
 
 # Subcommand modules, in the order `attnbench --help` lists them.
 COMMANDS = ("attnbench.cli_list", "attnbench.cli_verify", "attnbench.cli_bench",
-            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate")
+            "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate",
+            "attnbench.cli_kernels")
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
+__all__ = ["UsageError", "main"]  # UsageError: defined in the library, raised by both
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -51,22 +52,24 @@ def main(argv: list[str] | None = None) -> int:
 
         args.plugins_loaded = load_variants(args.plugin)
         return int(args.func(args) or 0)
-    except UsageError as exc:
-        print(f"attnbench {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"attnbench {args.command}: interrupted; finished results are kept",
               file=sys.stderr)
         return 130
-    except Exception as exc:  # environment errors: plugin import, unwritable dirs, bad files
-        from attnbench.results import ResultsError
-        from attnbench.variants.plugins import PluginError
-
-        if isinstance(exc, PluginError | ResultsError | KeyError | ValueError):
-            message = exc.args[0] if isinstance(exc, KeyError) else exc
-            print(f"attnbench {args.command}: error: {message}", file=sys.stderr)
+    except Exception as exc:  # only the project's own errors; anything else is a bug
+        if isinstance(exc, user_errors()):
+            print(f"attnbench {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean "the user can fix this": usage, plugins, results files, and
+    the stability suite's preset and corpus errors (they predate ``AttnbenchError``)."""
+    from attnbench.stability.data import CorpusError
+    from attnbench.stability.presets import PresetError
+
+    return AttnbenchError, PresetError, CorpusError
 
 
 def print_json(data: Any) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from attnbench.errors import AttnbenchError, UsageError
 from attnbench.provenance import collect_provenance, now_iso
 
 SCHEMA = "attnbench-results/1"
@@ -31,7 +32,7 @@ STATUSES = ("ok", "error", "skipped")
 REQUIRED_COLUMNS = ("suite", "case_id", "variant", "status", "metric", "value")
 
 
-class ResultsError(RuntimeError):
+class ResultsError(AttnbenchError, RuntimeError):
     """A results directory or file is missing, unwritable, corrupted or incompatible."""
 
 
@@ -85,7 +86,7 @@ def check_restart_flags(out_dir: str | Path, *, resume: bool, force: bool) -> No
     """``--force`` discards a previous run in ``out_dir``, ``--resume`` continues it; both at
     once is a usage error. Only the three result files are removed, never anything else."""
     if force and resume:
-        raise ValueError("--force and --resume exclude each other: --force discards the "
+        raise UsageError("--force and --resume exclude each other: --force discards the "
                          "previous run, --resume continues it")
     if force:
         for name in (RESULTS, SAMPLES, PROVENANCE):

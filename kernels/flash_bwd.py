@@ -4,7 +4,8 @@ Glossary as in kernels/flash_fwd.py: B batch, Hq / Hkv query / kv heads, N query
 S key length, D head dim of q and k, Dv head dim of v.
 
 Nothing of size (N, S) is ever stored. Each kernel recomputes the probabilities of its tile
-from the saved log-sum-exp, P = exp(scale * Q K^T - LSE), and uses
+from the saved log-sum-exp, P = exp2(Q K^T * scale * log2(e) - LSE * log2(e)) (the forward's
+exponent, see kernels/flash_fwd.py), and uses
     dV = P^T dO,   dP = dO V^T,   dS = P * (dP - delta),   dQ = scale * dS K,   dK = scale * dS^T Q
 with delta = rowsum(O * dO) = rowsum(P * dP), computed once by a small preprocessing kernel.
 
@@ -12,6 +13,18 @@ Two kernels instead of one avoid atomics: the dK/dV kernel owns a tile of keys a
 queries, the dQ kernel owns a tile of queries and loops over keys. For GQA the dK/dV kernel also
 loops over the GROUP query heads that share its kv head, so the sum over those heads happens in
 registers and no per-query-head dK/dV buffer is needed.
+
+The backward recomputes P = exp(s - LSE) from logits s it computes itself, while LSE came from
+the forward's logits. Any rounding difference between the two becomes a relative error of P:
+for a dominant probability (P near 1, large logits) the textbook's normalisation hides it, this
+recomputation does not. So the dK/dV kernel must get bitwise the forward's logits. On the GPU
+the transposed product K Q^T should (tensor cores and FMA loops sum each element's products in
+the same K order whichever operand comes first; test_gpu_explicit_scale checks it there, not yet
+run on a GPU). The interpreter's tl.dot is OpenBLAS sgemm, whose
+summation order depends on operand orientation: k @ q^T differs from (q @ k^T)^T by up to
+5.7e-6 at |logit| ~ 10, which made fp32 dK 4.9x the textbook's error at scale 2, D 40
+(tests/test_kernel_flash.py::test_explicit_scale). There (LOGITS_AS_FWD) the kernel computes
+q @ k^T and transposes the result.
 
 Masks match the forward pass exactly (boundary masks always, the causal mask only when causal:
 the Triton tutorial's backward applied the causal mask unconditionally, which made non-causal
@@ -23,17 +36,25 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from attnbench.kernels.flash_fwd import AUTOTUNE_KEY, LOG2E, block_dim, dot_settings, make_configs
+from attnbench.kernels.flash_fwd import (
+    AUTOTUNE_KEY,
+    INTERPRETED,
+    LOG2E,
+    block_dim,
+    dot_settings,
+    make_configs,
+    pruner,
+)
 
 # The dK/dV kernel's outer tile is BLOCK_N keys, the dQ kernel's is BLOCK_M queries; each
 # prefers a long outer tile and a short inner one (as in the Triton tutorial: 128 x 32).
 DKDV_CONFIGS = make_configs([
-    (32, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2), (16, 64, 4, 2),
-    (32, 32, 4, 1),
+    (32, 128, 4, 3), (32, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 2),
+    (16, 64, 4, 2), (32, 32, 4, 1),
 ])
 DQ_CONFIGS = make_configs([
-    (128, 32, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2), (128, 64, 8, 2), (64, 16, 4, 2),
-    (32, 32, 4, 1),
+    (128, 32, 4, 3), (128, 32, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2), (128, 64, 8, 2),
+    (64, 16, 4, 2), (32, 32, 4, 1),
 ])
 
 
@@ -54,7 +75,8 @@ def _bwd_preprocess_kernel(
     tl.store(DELTA + off_bh * N_CTX + offs_m, tl.sum(o * do, 1), mask=offs_m < N_CTX)
 
 
-@triton.autotune(configs=DKDV_CONFIGS, key=AUTOTUNE_KEY)
+@triton.autotune(configs=DKDV_CONFIGS, key=AUTOTUNE_KEY,
+                 prune_configs_by={"early_config_prune": pruner("dkdv")})
 @triton.jit
 def _bwd_dkdv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV,
@@ -68,7 +90,7 @@ def _bwd_dkdv_kernel(
     HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     CAUSAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    LOGITS_AS_FWD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one (batch, kv head); loops over its query heads and rows."""
     start_n = tl.program_id(0) * BLOCK_N
@@ -93,6 +115,7 @@ def _bwd_dkdv_kernel(
         v = v.to(tl.float32)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    qk_scale = scale * LOG2E
 
     # Causal: query rows before start_n see none of these keys; start at their query tile.
     lo = 0
@@ -115,14 +138,18 @@ def _bwd_dkdv_kernel(
             if UPCAST:
                 qT = qT.to(tl.float32)
                 do = do.to(tl.float32)
-            lse = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0)
+            lse = tl.load(LSE + row_base + offs_m, mask=row_ok, other=0.0) * LOG2E
             delta = tl.load(DELTA + row_base + offs_m, mask=row_ok, other=0.0)
 
-            qkT = tl.dot(k, qT, input_precision=DOT_PRECISION) * scale  # (BLOCK_N, BLOCK_M)
+            if LOGITS_AS_FWD:  # same operand order as the forward: bitwise the same logits
+                qkT = tl.trans(tl.dot(tl.trans(qT), tl.trans(k), input_precision=DOT_PRECISION))
+            else:
+                qkT = tl.dot(k, qT, input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
             visible = row_ok[None, :] & col_ok[:, None]
             if CAUSAL:
                 visible = visible & (offs_m[None, :] >= offs_n[:, None])
-            pT = tl.where(visible, tl.exp2((qkT - lse[None, :]) * LOG2E), 0.0)  # P^T; 0 masked
+            # the forward's exponent, qk * qk_scale - max, with the LSE in log2 units for max
+            pT = tl.where(visible, tl.exp2(qkT * qk_scale - lse[None, :]), 0.0)  # P^T; 0 masked
             dv = tl.dot(pT.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
             dpT = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
             dsT = pT * (dpT - delta[None, :])
@@ -139,7 +166,8 @@ def _bwd_dkdv_kernel(
         dv.to(DV.dtype.element_ty), mask=col_ok[:, None] & (offs_dv[None, :] < HEAD_DIM_V))
 
 
-@triton.autotune(configs=DQ_CONFIGS, key=AUTOTUNE_KEY)
+@triton.autotune(configs=DQ_CONFIGS, key=AUTOTUNE_KEY,
+                 prune_configs_by={"early_config_prune": pruner("dq")})
 @triton.jit
 def _bwd_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ,
@@ -179,9 +207,10 @@ def _bwd_dq_kernel(
     if UPCAST:
         q = q.to(tl.float32)
         do = do.to(tl.float32)
-    lse = tl.load(LSE + off_bh * N_CTX + offs_m, mask=row_ok, other=0.0)
+    lse = tl.load(LSE + off_bh * N_CTX + offs_m, mask=row_ok, other=0.0) * LOG2E  # log2 units
     delta = tl.load(DELTA + off_bh * N_CTX + offs_m, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    qk_scale = scale * LOG2E
 
     hi = S_CTX
     if CAUSAL:  # key tiles after this tile's last row are fully masked
@@ -199,11 +228,11 @@ def _bwd_dq_kernel(
             kT = kT.to(tl.float32)
             vT = vT.to(tl.float32)
 
-        qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * scale  # (BLOCK_M, BLOCK_N)
+        qk = tl.dot(q, kT, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_N)
         visible = row_ok[:, None] & col_ok[None, :]
         if CAUSAL:
             visible = visible & (cols[None, :] <= offs_m[:, None])
-        p = tl.where(visible, tl.exp2((qk - lse[:, None]) * LOG2E), 0.0)
+        p = tl.where(visible, tl.exp2(qk * qk_scale - lse[:, None]), 0.0)
         dp = tl.dot(do, vT, input_precision=DOT_PRECISION)  # (BLOCK_M, BLOCK_N)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(kT.dtype), tl.trans(kT), dq, input_precision=DOT_PRECISION)
@@ -213,6 +242,51 @@ def _bwd_dq_kernel(
         DQ + off_b * stride_dqb + off_h * stride_dqh
         + offs_m[:, None] * stride_dqn + offs_d[None, :] * stride_dqd,
         dq.to(DQ.dtype.element_ty), mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM))
+
+
+PRE_BLOCK = 64  # query rows per program of the delta preprocessing
+
+
+def bwd_launches(
+    do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+    lse: torch.Tensor, delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor,
+    dv: torch.Tensor, causal: bool, scale: float, fp32_precision: str = "ieee",
+) -> dict[str, tuple]:
+    """(grid, args, kwargs) of each backward kernel, in launch order: what flash_bwd launches
+    and what the compile report binds. `out` must share dO's strides."""
+    B, Hq, N, D = q.shape  # (B, Hq, N, D)
+    _, Hkv, S, _ = k.shape  # (B, Hkv, S, D)
+    Dv = v.shape[-1]  # v, out, do: (B, Hkv, S, Dv), (B, Hq, N, Dv), (B, Hq, N, Dv)
+    common = dict(
+        HEAD_DIM=D, HEAD_DIM_V=Dv, BLOCK_D=block_dim(D), BLOCK_DV=block_dim(Dv),
+        CAUSAL=bool(causal), **dot_settings(q.dtype, fp32_precision))
+    sizes = (N, S, scale, triton.next_power_of_2(N), triton.next_power_of_2(S))
+
+    def grid_dkdv(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(S, meta["BLOCK_N"]), B * Hkv)
+
+    def grid_dq(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(N, meta["BLOCK_M"]), B * Hq)
+
+    return {
+        "preprocess": (
+            (triton.cdiv(N, PRE_BLOCK), B * Hq),
+            (out, do, delta, *do.stride(), Hq, N),
+            dict(HEAD_DIM_V=Dv, BLOCK_DV=block_dim(Dv), BLOCK_M=PRE_BLOCK)),
+        "dkdv": (
+            grid_dkdv,
+            (q, k, v, do, lse, delta, dk, dv, *q.stride(), *k.stride(), *v.stride(),
+             *do.stride(), *dk.stride(), *dv.stride(), Hkv, Hq // Hkv, *sizes),
+            dict(LOGITS_AS_FWD=INTERPRETED, **common)),
+        "dq": (
+            grid_dq,
+            (q, k, v, do, lse, delta, dq, *q.stride(), *k.stride(), *v.stride(), *do.stride(),
+             *dq.stride(), Hq, Hq // Hkv, *sizes),
+            common),
+    }
+
+
+KERNELS = {"preprocess": _bwd_preprocess_kernel, "dkdv": _bwd_dkdv_kernel, "dq": _bwd_dq_kernel}
 
 
 def flash_bwd(
@@ -227,9 +301,6 @@ def flash_bwd(
     `out` and `lse` are what flash_fwd returned for the same inputs. `dq`, `dk`, `dv` may be
     supplied (any strides) so tests can pre-poison them; by default they are allocated here.
     """
-    B, Hq, N, D = q.shape  # (B, Hq, N, D)
-    _, Hkv, S, _ = k.shape  # (B, Hkv, S, D)
-    Dv = v.shape[-1]  # v, out, do: (B, Hkv, S, Dv), (B, Hq, N, Dv), (B, Hq, N, Dv)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device) if dq is None else dq
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device) if dk is None else dk
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device) if dv is None else dv
@@ -238,31 +309,9 @@ def flash_bwd(
     do = do.contiguous()
     out = out if out.stride() == do.stride() else out.contiguous()  # preprocess shares strides
     lse = lse.contiguous()
-
     delta = torch.empty_like(lse)  # (B, Hq, N) float32
-    pre_block = 64
-    _bwd_preprocess_kernel[(triton.cdiv(N, pre_block), B * Hq)](
-        out, do, delta, *do.stride(), Hq, N,
-        HEAD_DIM_V=Dv, BLOCK_DV=block_dim(Dv), BLOCK_M=pre_block)
-
-    common = dict(
-        HEAD_DIM=D, HEAD_DIM_V=Dv, BLOCK_D=block_dim(D), BLOCK_DV=block_dim(Dv),
-        CAUSAL=bool(causal), **dot_settings(q.dtype, fp32_precision))
-    sizes = (N, S, scale, triton.next_power_of_2(N), triton.next_power_of_2(S))
-
-    def grid_dkdv(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(S, meta["BLOCK_N"]), B * Hkv)
-
-    _bwd_dkdv_kernel[grid_dkdv](
-        q, k, v, do, lse, delta, dk, dv,
-        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
-        Hkv, Hq // Hkv, *sizes, **common)
-
-    def grid_dq(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(N, meta["BLOCK_M"]), B * Hq)
-
-    _bwd_dq_kernel[grid_dq](
-        q, k, v, do, lse, delta, dq,
-        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-        Hq, Hq // Hkv, *sizes, **common)
+    launches = bwd_launches(do, q, k, v, out, lse, delta, dq, dk, dv, causal, scale,
+                            fp32_precision)
+    for name, (grid, args, kwargs) in launches.items():
+        KERNELS[name][grid](*args, **kwargs)
     return dq, dk, dv

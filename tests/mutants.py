@@ -25,9 +25,12 @@ from attnbench.variants.registry import register_attention, unregister
 def broken(q, k, v, *, causal=False, scale=None, attn_mask=None, model_scale=False,
            causal_offset=0, alignment="top_left", subtract_max=True, fill=-math.inf,
            additive_mask=False, use_mask=True, kv_map="group", detach_v=False,
-           mix_heads=False, truncate_d=False, assume_contiguous=False):
+           mix_heads=False, truncate_d=False, assume_contiguous=False, fp32_out=False,
+           heads_last=False):
     """Textbook attention with one switch per bug; the defaults are correct."""
     B, Hq, N, D = q.shape
+    if fp32_out:  # "more accurate": computes in float32 and never casts back
+        q, k, v = q.float(), k.float(), v.float()
     Hkv, S = k.shape[1], k.shape[2]
     if assume_contiguous:  # reads storage as if every tensor were contiguous
         q, k, v = (torch.as_strided(t, t.shape, torch.empty(t.shape).stride(),
@@ -60,6 +63,8 @@ def broken(q, k, v, *, causal=False, scale=None, attn_mask=None, model_scale=Fal
     out = p @ v  # (B, Hq, N, Dv)
     if mix_heads:  # (B, Hq, N, Dv) read back as if it were (B, N, Hq, Dv)
         out = out.transpose(1, 2).reshape(B, Hq, N, -1)
+    if heads_last:  # the (B, N, Hq, Dv) layout of a kernel that forgot to transpose back
+        out = out.transpose(1, 2)
     return out
 
 
@@ -143,6 +148,9 @@ MUTANTS = [
            {"fully_masked_rows": "zero"}),
     Mutant("mut_assumes_contiguous", "strides ignored: views read as contiguous storage",
            partial(broken, assume_contiguous=True)),
+    Mutant("mut_fp32_output", "float32 output for float16 inputs (never cast back)",
+           partial(broken, fp32_out=True), dtypes=(torch.float16,)),
+    Mutant("mut_heads_last", "output returned as (B, N, Hq, Dv)", partial(broken, heads_last=True)),
     Mutant("mut_truncated_head_dim", "only the first power-of-two features of D are used",
            partial(broken, truncate_d=True)),
 ]

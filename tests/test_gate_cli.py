@@ -39,7 +39,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "README").write_text("x\n")
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "no variants yet")
-    for name in ("__init__.py", "registry.py", "common.py", "plugins.py", "naive.py"):
+    for name in ("__init__.py", "registry.py", "memory.py", "common.py", "plugins.py",
+                 "naive.py"):
         shutil.copy(REPO / "variants" / name, root / "variants" / name)
     (root / PROBE_FILE).write_text(PROBE.format(""))
     git(root, "add", ".")

@@ -43,6 +43,8 @@ def test_targets_are_same_run_ratios(tmp_path: Path) -> None:
                                 "metric": "mem_exponent", "value": 1.01}])
     numbers = targets(tmp_path)
     assert numbers["fwd_vs_sdpa_flash_min"] == pytest.approx(0.9)  # N=2048 is below 4096
+    assert numbers["fwd_vs_sdpa_flash_target"] == 1.1 and numbers["bwd_vs_sdpa_flash_target"] == 0.8
+    assert numbers["fwd_vs_sdpa_cudnn_target"] == 0.9
     assert numbers["fwd_fraction_of_bf16_matmul_min"] == pytest.approx(450 / 800)
     assert numbers["bwd_vs_sdpa_flash_min"] == pytest.approx(0.25)  # bwd counts every N
     assert numbers["triton_flash_mem_exponents"] == [1.01]
@@ -54,3 +56,61 @@ def test_refuses_without_cuda(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main(["--out", str(tmp_path)]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def _fake_stage_tools(monkeypatch: pytest.MonkeyPatch, calls: list) -> None:
+    """Stand-ins for the CUDA-only steps: each records its call and writes real results."""
+    import attnbench.gpu_check as gc
+
+    def throughput(out: Path, selection: list[str]) -> int:
+        calls.append(("bench", out.relative_to(out.parent.parent).as_posix(), selection))
+        writer = ResultsWriter(out, "throughput")
+        writer.add_case("f", [_row("triton_flash", 4096, "fwd", 450.0)])
+        writer.add_case("s", [_row("sdpa_flash", 4096, "fwd", 500.0)])
+        return 0
+
+    def correctness(out: Path, seed: int, **kwargs) -> list:
+        calls.append(("verify", out.name, sorted(kwargs)))
+        return []
+
+    monkeypatch.setattr(gc, "throughput", throughput)
+    monkeypatch.setattr(gc, "correctness", correctness)
+    monkeypatch.setattr("attnbench.cli.main", lambda argv: calls.append(("cli", argv[0])) or 0)
+
+
+def test_smoke_stage_writes_its_summary_before_the_full_stage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut off after the smoke stage still leaves summary.json with smoke numbers."""
+    import json
+
+    from attnbench.gpu_check import SMOKE_BENCH, run_stages
+
+    calls: list = []
+    _fake_stage_tools(monkeypatch, calls)
+    run_stages(tmp_path, 0, budget_s=1e6, smoke_only=True)
+    assert calls[0] == ("verify", "verify", ["shapes", "suite", "variants"])  # smoke: no suite
+    assert calls[1][2] == SMOKE_BENCH
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stage"] == "smoke"
+    assert summary["targets"]["fwd_vs_sdpa_flash_min"] == pytest.approx(0.9)
+    assert len([c for c in calls if c[0] in ("bench", "verify")]) == 2
+
+
+def test_full_steps_that_do_not_fit_the_budget_are_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from attnbench.gpu_check import FULL_BENCH, run_stages
+
+    calls: list = []
+    _fake_stage_tools(monkeypatch, calls)
+    run_stages(tmp_path, 0, budget_s=0)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stage"] == "full"
+    assert summary["not_run"] == ["full throughput", "full verify"]
+    calls.clear()
+    run_stages(tmp_path / "roomy", 0, budget_s=1e6)
+    steps = [c for c in calls if c[0] != "cli"]
+    assert [c[0] for c in steps] == ["verify", "bench", "bench", "verify"]
+    assert steps[2][2] == FULL_BENCH and steps[3][2] == []  # full verify: every check
+    assert json.loads((tmp_path / "roomy" / "summary.json").read_text())["not_run"] == []

@@ -257,6 +257,28 @@ def test_outputs_written_exactly_in_bounds(causal, dtype):
             assert int(outside.sum()) == n_out, f"{name}: wrote outside its view"
 
 
+@pytest.mark.skipif(not interpreter_active(), reason="forces the sm_90 path in the interpreter")
+@pytest.mark.parametrize("N,S,D,causal,dtype", [
+    (65, 100, 40, True, F32), (100, 37, 64, False, F32), (129, 129, 64, True, F16),
+    (17, 200, 128, False, BF16)])
+def test_tma_path_matches_pointer_path(N, S, D, causal, dtype):
+    """The sm_90 forward (Q, K, V through tensor descriptors; the interpreter emulates them,
+    zero-filling out-of-bounds rows and columns) equals the pointer path bitwise, ragged tiles
+    and padded head dims included."""
+    from attnbench.kernels.flash_fwd import _fwd_kernel, fwd_launch
+
+    q, k, v, _ = make_inputs(1, 2, 1, N, S, D, D, dtype)
+    results = []
+    for arch in (80, 90):
+        out = torch.full((1, 2, N, D), float("nan"), dtype=dtype, device=DEVICE)
+        lse = torch.full((1, 2, N), float("nan"), device=DEVICE)
+        grid, args, kwargs = fwd_launch(q, k, v, out, lse, causal, D ** -0.5, arch=arch)
+        assert kwargs["USE_TMA"] == (arch == 90)
+        _fwd_kernel[grid](*args, **kwargs)
+        results.append((out, lse))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
 # ---------------------------------------------------------------- autograd and properties
 
 
@@ -369,3 +391,13 @@ def test_gpu_deterministic():
         runs.append((out, lse, *flash_attention_backward(do, q, k, v, out, lse, True, None)))
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or interpreter_active(),
+                    reason="needs a CUDA device with compiled (not interpreted) Triton")
+@pytest.mark.parametrize("dtype", [F32, BF16], ids=["fp32", "bf16"])
+def test_gpu_explicit_scale(dtype):
+    """Large logits (scale 2): dK is right only if the dK/dV kernel recomputes bitwise the
+    forward's logits (kernels/flash_bwd.py docstring); the compiled K Q^T must do so."""
+    run_case(B=2, Hq=2, Hkv=2, N=300, S=700, D=40, scale=2.0, dtype=dtype)

@@ -51,7 +51,7 @@ def test_mutation_score_is_100_percent(caught, capsys):
     assert not missed, f"verification missed {missed}"
 
 
-@pytest.mark.parametrize("mutant, check", [
+DESIGNED = [
     ("mut_scale_dmodel", "out"), ("mut_causal_off_by_one", "causal_prefix"),
     ("mut_no_max_subtraction", "large_logits"), ("mut_fp16_mask_fill", "mask"),
     ("mut_finite_sentinel", "masked_rows"), ("mut_head_mixing", "permutation"),
@@ -59,7 +59,16 @@ def test_mutation_score_is_100_percent(caught, capsys):
     ("mut_gqa_modulo", "gqa_repeat"), ("mut_detached_v", "grad"),
     ("mut_alignment_lie", "causal"), ("mut_ignores_mask", "mask"), ("mut_lse_log2", "lse"),
     ("mut_masked_rows_lie", "masked_rows"), ("mut_assumes_contiguous", "non_contiguous"),
-    ("mut_truncated_head_dim", "odd_shapes"),
-])
+    ("mut_truncated_head_dim", "odd_shapes"), ("mut_fp32_output", "contract"),
+    ("mut_heads_last", "contract"),
+]
+
+
+@pytest.mark.parametrize("mutant, check", DESIGNED)
 def test_the_check_designed_for_each_bug_catches_it(caught, mutant, check):
     assert check in caught[mutant]
+
+
+def test_each_mutant_has_the_check_designed_for_it():
+    designed = {m for m, _ in DESIGNED}
+    assert designed == {m.name for m in mutants.MUTANTS}

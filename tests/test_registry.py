@@ -190,6 +190,16 @@ def test_inconsistent_declarations_raise_naming_the_variant(caps, words):
         get(TEST_NAME)  # nothing half-registered
 
 
+def test_lse_declared_for_one_device_is_used_on_that_device_only(throwaway):
+    variant = throwaway(lse=_natural_lse, device_overrides={"cpu": {"exposes_lse": True}},
+                        devices=("cpu", "meta"))
+    q = torch.randn(1, 2, 4, 8)
+    assert torch.equal(variant.lse(q, q, q), _natural_lse(q, q, q))
+    m = q.to("meta")
+    with pytest.raises(NotImplementedError, match="does not expose its log-sum-exp"):
+        variant.lse(m, m, m)
+
+
 def test_every_builtin_attention_declares_its_memory_behaviour():
     undeclared = [v.name for v in list_variants("attention") if v.caps.memory is None]
     assert undeclared == []

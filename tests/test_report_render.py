@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "report"
 # registered with an order key) may appear anywhere among these without a test edit.
 CORE = ["Summary", "Environment and provenance", "Capability and semantics matrix",
         "Correctness", "Throughput", "Per-shape results", "Roofline", "Memory", "Blocks",
-        "Training stability", "Gate verdicts"]
+        "Training stability", "Gate verdicts", "Triton kernels compiled for the GPU"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

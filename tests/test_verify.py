@@ -274,7 +274,7 @@ def test_cli_records_a_raising_variant_as_a_failure(raising_variant, tmp_path, c
 
 @pytest.mark.parametrize("argv, words", [
     (["--variant", "no_such_variant"], "unknown variant(s) no_such_variant; registered:"),
-    (["--check", "no_such_check"], "unknown check(s) no_such_check; known: out"),
+    (["--check", "no_such_check"], "unknown check(s) no_such_check; known: contract, out"),
     (["--dtype", "fp8"], "dtype: expected one of fp32, fp16, bf16, fp64; got 'fp8'"),
 ])
 def test_cli_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):

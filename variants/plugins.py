@@ -11,13 +11,15 @@ import importlib
 import os
 from importlib.metadata import entry_points
 
+from attnbench.errors import AttnbenchError
+
 ENTRY_POINT_GROUP = "attnbench.variants"
 ENV_VAR = "ATTNBENCH_PLUGINS"
 
 _loaded: set[str] = set()
 
 
-class PluginError(RuntimeError):
+class PluginError(AttnbenchError, RuntimeError):
     """A plugin module could not be imported; the message names it and the cause."""
 
 

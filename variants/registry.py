@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
+from attnbench.errors import UnknownVariantError, UsageError
 from attnbench.variants.memory import MEMORY_MODELS, MemoryModel
 
 Kind = Literal["attention", "block"]
@@ -100,7 +101,7 @@ def parse_dtype(name: str) -> torch.dtype:
     key = aliases.get(name, name)
     dtype = getattr(torch, key, None)
     if not isinstance(dtype, torch.dtype) or dtype not in ALL_DTYPES:
-        raise ValueError(f"dtype: expected one of fp32, fp16, bf16, fp64; got {name!r}")
+        raise UsageError(f"dtype: expected one of fp32, fp16, bf16, fp64; got {name!r}")
     return dtype
 
 
@@ -165,10 +166,11 @@ class Variant:
         return self.fn(*args, **kwargs)
 
     def lse(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Log-sum-exp per query row (B, Hq, N), for variants that declare `exposes_lse`."""
-        if not self.caps.exposes_lse:
-            raise NotImplementedError(f"variant {self.name!r} does not expose its log-sum-exp")
+        """Log-sum-exp per query row (B, Hq, N), for variants that declare `exposes_lse`
+        (on q's device type: a device override may declare it for one device only)."""
         validate_attention_inputs(self.name, q, k, v, **kwargs)
+        if not self.caps.on(q.device.type).exposes_lse:
+            raise NotImplementedError(f"variant {self.name!r} does not expose its log-sum-exp")
         assert self.lse_fn is not None  # registration checked it against exposes_lse
         return self.lse_fn(q, k, v, **kwargs)
 
@@ -256,13 +258,13 @@ def unregister(name: str) -> None:
 def get(name: str) -> Variant:
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "(none)"
-        raise KeyError(f"unknown variant {name!r}; registered: {known}")
+        raise UnknownVariantError(f"unknown variant {name!r}; registered: {known}")
     return _REGISTRY[name]
 
 
 def list_variants(kind: Kind | None = None) -> list[Variant]:
     if kind not in (None, "attention", "block"):
-        raise ValueError(f"kind: expected 'attention', 'block' or None, got {kind!r}")
+        raise UsageError(f"kind: expected 'attention', 'block' or None, got {kind!r}")
     return [v for _, v in sorted(_REGISTRY.items()) if kind is None or v.kind == kind]
 
 

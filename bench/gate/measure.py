@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.gate.sides import SideSpec, Worker, WorkerError
 from attnbench.gate.stats import Comparison, compare
 from attnbench.gate.verdicts import (
@@ -219,7 +220,7 @@ def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list
     wanted = set(settings.variants) or set(va) | set(vb)
     unknown = set(settings.variants) - set(va) - set(vb)
     if unknown:
-        raise ValueError(f"--variants: unknown {sorted(unknown)}; known: {sorted(set(vb))}")
+        raise UsageError(f"--variants: unknown {sorted(unknown)}; known: {sorted(set(vb))}")
     new = sorted((wanted & set(vb)) - set(va))
     for name in new:
         notes.append(f"{name}: new on head: verified, nothing to compare its speed with")

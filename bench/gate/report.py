@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.gate.verdicts import Finding, exit_code, worst_first
 
 SCHEMA = "attnbench-gate/1"
@@ -127,7 +128,7 @@ def write_outputs(report: GateReport, out_dir: str | Path) -> tuple[Path, Path]:
         json_path.write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
         md_path.write_text(render_markdown(report))
     except OSError as exc:
-        raise ValueError(f"--out {out}: cannot write the gate's outputs ({exc.strerror})"
+        raise UsageError(f"--out {out}: cannot write the gate's outputs ({exc.strerror})"
                          ) from None
     return json_path, md_path
 
@@ -136,5 +137,5 @@ def load_report(path: str | Path) -> dict[str, Any]:
     """Read a gate.json back (for tests and tools), checking its schema."""
     data = json.loads(Path(path).read_text())
     if data.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
+        raise UsageError(f"{path}: schema {data.get('schema')!r}, expected {SCHEMA!r}")
     return data

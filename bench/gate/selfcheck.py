@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.gate.measure import GateSettings, Preset, compare_sides
 from attnbench.gate.sides import SideSpec
 from attnbench.gate.verdicts import exit_code
@@ -61,7 +62,7 @@ def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_run
                    ) -> dict[str, Any]:
     """Measure false alarms and power; returns the numbers and a printable summary."""
     if aa_runs < 1 or power_runs < 1:
-        raise ValueError(f"--aa-runs and --power-runs: expected >= 1, got {aa_runs}, "
+        raise UsageError(f"--aa-runs and --power-runs: expected >= 1, got {aa_runs}, "
                          f"{power_runs}")
     start = time.monotonic()
     verdicts: Counter = Counter()

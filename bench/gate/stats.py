@@ -52,6 +52,8 @@ def bootstrap_ratio_ci(base: Sequence[float], head: Sequence[float], *,
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence}")
+    if resamples < 1:  # zero resamples made a NaN interval, silently
+        raise ValueError(f"resamples: expected at least 1, got {resamples}")
     a, b = as_samples(base, "base"), as_samples(head, "head")
     rng = np.random.default_rng(seed)
     med_a = np.median(a[rng.integers(0, a.size, (resamples, a.size))], axis=1)  # (resamples,)

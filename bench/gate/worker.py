@@ -101,7 +101,7 @@ def time_calls(fn: Callable[[], Any], inner: int, device: str) -> float:
     """Seconds per call, averaged over ``inner`` back-to-back calls: one interleaved sample.
 
     ``bench.throughput.timing.time_callable``: on CPU with one thread the thread's CPU time
-    (it moved ~5 % under contention where wall time moved 1.5-4.8x, reference.md section 5),
+    (it moved ~5 % under contention where wall time moved 1.5-4.8x, docs/methods.md, "Timing"),
     on CUDA events around each call. Imported here, after the side's tree is in place, because
     the throughput package imports the registry.
     """

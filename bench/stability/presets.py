@@ -8,9 +8,10 @@ A preset is a plain dict (the built-ins below, or a JSON file passed as ``--pres
     init       blocks x depths x seeds for the initialisation diagnostics, with the noise
                scale (perturbation), noise draws and the one-step learning rate (step_lr)
 
-``quick`` is the pilot's model (d=64, 6 layers, 300 steps; reference.md section 4) on a
-half-decade learning-rate grid; ``full`` is Wortsman et al.'s grid over depths 2 to 12, every
-block variant and 3 seeds. Both are fixed in advance and are not tuned to agree with the papers.
+``quick`` is the pilot's model (d=64, 6 layers, 300 steps; docs/methods.md, "Stability
+criteria") on a half-decade learning-rate grid; ``full`` is Wortsman et al.'s grid over depths
+2 to 12, every block variant and 3 seeds. Both are fixed in advance and are not tuned to agree
+with the papers.
 """
 
 from __future__ import annotations

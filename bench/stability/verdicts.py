@@ -1,10 +1,10 @@
 """Judging runs: the divergence verdict, loss spikes, learning-rate sensitivity and the lowest
 diverging learning rate. Pure functions of curves and numbers, tested on synthetic curves.
 
-Why the verdict looks beyond NaN: in a CPU pilot (reference.md section 4) every failed Post-LN
-run collapsed to the unigram plateau (the loss of predicting character frequencies and
-ignoring context) with near-zero updates, and none produced a NaN. A NaN-only test called all
-of them healthy.
+Why the verdict looks beyond NaN: in a CPU pilot (docs/methods.md, "Stability criteria") every
+failed Post-LN run collapsed to the unigram plateau (the loss of predicting character
+frequencies and ignoring context) with near-zero updates, and none produced a NaN. A NaN-only
+test called all of them healthy.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def lowest_diverging_lr(diverged: Mapping[float, Sequence[bool]]) -> float | Non
     if not diverged:
         raise ValueError("diverged: expected verdicts per learning rate, got none")
     rates = sorted(diverged)
+    empty = [r for r in rates if not diverged[r]]
+    if empty:  # was a ZeroDivisionError
+        raise ValueError(f"diverged: expected at least one seed per learning rate, got none "
+                         f"at {empty}")
     fractions = [sum(diverged[r]) / len(diverged[r]) for r in rates]
     best = fractions.index(min(fractions))
     return next((r for r in rates[best:] if any(diverged[r])), None)

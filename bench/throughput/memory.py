@@ -1,7 +1,7 @@
 """Peak memory of one call, in bytes above what existed before it (the inputs).
 
 CPU: memray, which hooks the allocator, so it sees torch's allocations (``tracemalloc`` only
-sees Python's and reads ~0 for a tensor program; reference.md section 5). Allocations made
+sees Python's and reads ~0 for a tensor program; docs/methods.md, "Memory"). Allocations made
 before tracking starts are invisible to memray, so its peak is exactly "above the inputs".
 memray runs in-process here; the throughput runner already executes every case in a worker
 subprocess, so a tracker never overlaps another one or the caller's own tooling.

@@ -1,6 +1,6 @@
 """Analytic FLOP and memory models: what a case *should* cost, printed next to what it did.
 
-FLOP convention (reference.md section 2), stated in every results directory:
+FLOP convention (docs/methods.md, "FLOP and byte conventions"), stated in every results directory:
     forward  F = 2 * B * Hq * P * (D + Dv), P = visible (query, key) pairs: N * S, or with
              top-left causal masking sum_i min(i + 1, S) (exactly N(N+1)/2 when N == S).
     bwd      2.0 x F, fwd+bwd 3.0 x F: *useful* work. FlashAttention-style kernels execute

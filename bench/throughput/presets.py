@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.throughput.cases import BLOCK_MODES, MODES, BenchCase
 from attnbench.throughput.timing import TimingSettings
 from attnbench.variants.registry import dtype_name, list_variants, parse_dtype
@@ -74,27 +75,27 @@ def load_preset(name_or_path: str) -> Preset:
     path = Path(name_or_path) if name_or_path.endswith(".toml") else (
         PRESET_DIR / f"{name_or_path}.toml")
     if not path.is_file():
-        raise ValueError(f"--preset: unknown preset {name_or_path!r}; available: "
+        raise UsageError(f"--preset: unknown preset {name_or_path!r}; available: "
                          f"{', '.join(available_presets())} (or a path to a .toml file)")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"preset {path}: not valid TOML ({exc})") from None
+        raise UsageError(f"preset {path}: not valid TOML ({exc})") from None
     where = f"preset {path.name}"
     unknown = set(raw) - TOP_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
+        raise UsageError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
     for section, keys in (("attention", ATTENTION_KEYS), ("memory", ATTENTION_KEYS),
                           ("block", BLOCK_KEYS)):
         for i, grid in enumerate(raw.get(section, [])):
             bad = set(grid) - keys
             if bad:
-                raise ValueError(f"{where}: [[{section}]] #{i + 1} has unknown keys "
+                raise UsageError(f"{where}: [[{section}]] #{i + 1} has unknown keys "
                                  f"{sorted(bad)}; known: {sorted(keys)}")
     try:
         timing = TimingSettings(**raw.get("timing", {}))
     except TypeError as exc:
-        raise ValueError(f"{where}: [timing]: {exc}") from None
+        raise UsageError(f"{where}: [timing]: {exc}") from None
     limits = [Limit(str(x["variant"]), int(x["N_max"]), str(x.get("reason", "")))
               for x in raw.get("limit", [])]
     variants = raw.get("variants")
@@ -115,7 +116,7 @@ def _grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _mode(where: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"{where}: mode must be one of {list(allowed)}, got {value!r}")
+        raise UsageError(f"{where}: mode must be one of {list(allowed)}, got {value!r}")
     return value
 
 
@@ -127,7 +128,7 @@ def _attention_cases(preset: Preset, grid: dict[str, Any], measure: str, device:
         B = int(p["B"]) if "B" in p else int(p["tokens"]) // N
         Hq = int(p["Hq"]) if "Hq" in p else int(p["width"]) // D
         if B < 1 or Hq < 1:
-            raise ValueError(f"{where}: B and Hq must come out >= 1 (B or tokens // N, Hq or "
+            raise UsageError(f"{where}: B and Hq must come out >= 1 (B or tokens // N, Hq or "
                              f"width // D), got B={B}, Hq={Hq} at N={N}, D={D}")
         for name in names:
             cases.append(BenchCase(
@@ -147,7 +148,7 @@ def _block_cases(preset: Preset, grid: dict[str, Any], device: str, names: list[
     for p in _grid(grid):
         d_model, n_heads = int(p["d_model"]), int(p["n_heads"])
         if d_model % n_heads:
-            raise ValueError(f"{where}: d_model ({d_model}) must be a multiple of n_heads "
+            raise UsageError(f"{where}: d_model ({d_model}) must be a multiple of n_heads "
                              f"({n_heads})")
         for name in names:
             N, D = int(p["N"]), d_model // n_heads
@@ -175,7 +176,7 @@ def expand(preset: Preset, device: str | None = None,
             cases += _block_cases(preset, grid, device, names,
                                   f"preset {preset.name}: [[block]] #{i + 1}")
     except KeyError as exc:
-        raise ValueError(f"preset {preset.name}: a grid is missing the key {exc}") from None
+        raise UsageError(f"preset {preset.name}: a grid is missing the key {exc}") from None
     _check_memory_groups([c for c in cases if c.measure == "memory"], preset.name)
     unique = {c.case_id: c for c in cases}  # grids may overlap; a case runs once
     return list(unique.values())
@@ -188,5 +189,5 @@ def _check_memory_groups(cases: list[BenchCase], name: str) -> None:
         key = (c.attention, c.mode, c.dtype, c.causal, c.device)
         shape = (c.B, c.Hq, c.Hkv, c.D, c.Dv, c.S == c.N)
         if seen.setdefault(key, shape) != shape:
-            raise ValueError(f"preset {name}: [[memory]] grids vary more than N for {key}: "
+            raise UsageError(f"preset {name}: [[memory]] grids vary more than N for {key}: "
                              f"{seen[key]} vs {shape} (B, Hq, Hkv, D, Dv, S == N)")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from attnbench.errors import UsageError
 from attnbench.results import (
     PROVENANCE,
     RESULTS,
@@ -61,7 +62,7 @@ def plan(config: RunConfig) -> list[BenchCase]:
     sel = config.selection
     cases = [c for c in expand(config.preset, sel.device, sel.attention or None) if sel.keeps(c)]
     if not cases:
-        raise ValueError(f"no case of preset {config.preset.name!r} matches the selection "
+        raise UsageError(f"no case of preset {config.preset.name!r} matches the selection "
                          f"{asdict(sel)}")
     return cases
 
@@ -237,7 +238,7 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device on this machine")
+            raise UsageError("--device cuda: no CUDA device on this machine")
     threads = config.threads or preset.threads
     limit = config.time_limit_s or preset.time_limit_s
     _prepare_out(config)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from attnbench.errors import UsageError
 from attnbench.throughput.cases import BenchCase
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
@@ -20,7 +21,7 @@ def parse_filter(expression: str) -> Callable[[str], bool]:
     """Compile a ``-k`` expression into a predicate on case ids (ValueError when malformed)."""
     tokens = _TOKEN.findall(expression)
     if not tokens:
-        raise ValueError(f"-k: expected an expression such as 'naive and not causal', "
+        raise UsageError(f"-k: expected an expression such as 'naive and not causal', "
                          f"got {expression!r}")
     pos = 0
 
@@ -51,7 +52,7 @@ def parse_filter(expression: str) -> Callable[[str], bool]:
     def parse_not() -> Callable[[str], bool]:
         token = peek()
         if token is None or token in ("and", "or", ")"):
-            raise ValueError(f"-k {expression!r}: expected a word, 'not' or '(' at token "
+            raise UsageError(f"-k {expression!r}: expected a word, 'not' or '(' at token "
                              f"{pos + 1}, got {token or 'the end'!r}")
         take()
         if token == "not":
@@ -60,7 +61,7 @@ def parse_filter(expression: str) -> Callable[[str], bool]:
         if token == "(":
             inner = parse_or()
             if peek() != ")":
-                raise ValueError(f"-k {expression!r}: missing ')'")
+                raise UsageError(f"-k {expression!r}: missing ')'")
             take()
             return inner
         word = token.lower()
@@ -68,7 +69,7 @@ def parse_filter(expression: str) -> Callable[[str], bool]:
 
     predicate = parse_or()
     if peek() is not None:
-        raise ValueError(f"-k {expression!r}: unexpected {peek()!r} at token {pos + 1}")
+        raise UsageError(f"-k {expression!r}: unexpected {peek()!r} at token {pos + 1}")
     return predicate
 
 

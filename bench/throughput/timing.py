@@ -6,7 +6,7 @@ median and IQR). It is driven through ``BenchmarkFixture`` directly rather than 
 session, because the benchmark runs as a CLI job with its own results format, per-case
 subprocess isolation and resume. The clock is ``time.thread_time`` (CPU time of the calling
 thread) when torch runs one thread: on these shared 2-core machines it moved about 5 % under
-contention where wall time moved 1.5-4.8x (reference.md section 5). With more threads the
+contention where wall time moved 1.5-4.8x (docs/methods.md, "Timing"). With more threads the
 work runs on other threads too, so wall time (``perf_counter``) is the only honest clock.
 
 CUDA: CUDA events around each call, with the L2 cache flushed before every call, the method of

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from attnbench.variants.common import default_scale, expand_kv, visible_mask
 from attnbench.variants.registry import Case, Variant
+from attnbench.verify import contract
 
 Grads = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # dq, dk, dv
 
@@ -190,14 +191,19 @@ def run_variant(variant: Variant, inputs: Inputs, *, backward: bool = False,
                 poison: bool = True) -> tuple[torch.Tensor, Grads | None]:
     """Call ``variant`` through the registry (inputs validated); gradients by autograd.grad, so
     nothing accumulates into stale ``.grad`` buffers. A gradient autograd never produced (a
-    detached input) is returned as None."""
+    detached input) is returned as None. Raises ``ContractViolation`` when the output or a
+    gradient has the wrong shape, dtype or device (``attnbench.verify.contract``)."""
     if poison:
         poison_free_memory(inputs, backward)
     if not backward:
         with torch.no_grad():
-            return variant(inputs.q, inputs.k, inputs.v, **inputs.kwargs()), None
+            out = variant(inputs.q, inputs.k, inputs.v, **inputs.kwargs())
+        contract.require(variant.name, inputs.q, inputs.k, inputs.v, out)
+        return out, None
     with torch.enable_grad():
         q, k, v = _leaves(inputs)
         out = variant(q, k, v, **inputs.kwargs())
+        contract.require(variant.name, q, k, v, out)  # before autograd trips over it
         grads = torch.autograd.grad(out, (q, k, v), inputs.dout, allow_unused=True)
+    contract.require(variant.name, q, k, v, out, grads)
     return out.detach(), tuple(grads)

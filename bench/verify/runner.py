@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from attnbench.variants.registry import Case, Variant
+from attnbench.variants.registry import Case, Variant, dtype_name
 from attnbench.verify import adversarial, properties
 from attnbench.verify.agreement import check_agreement, check_masked_rows
 from attnbench.verify.blocks import check_block
+from attnbench.verify.contract import ContractViolation, check_contract
 from attnbench.verify.result import CheckResult, raised
 
 CaseFactory = Callable[..., Case]  # keyword shape/options -> Case in the run's dtype, device
@@ -27,7 +28,7 @@ CheckFn = Callable[[Variant, CaseFactory, int], "list[CheckResult] | CheckResult
 @dataclass(frozen=True)
 class Check:
     name: str
-    group: str  # "agreement" | "property" | "adversarial"
+    group: str  # "contract" | "agreement" | "property" | "adversarial"
     run: CheckFn
     doc: str
 
@@ -48,6 +49,9 @@ PLAIN = {"B": 2, "Hq": 2, "N": 45, "S": 70, "D": 32}
 SMALL = {"B": 1, "Hq": 2, "N": 37, "S": 45, "D": 24}
 
 ATTENTION_CHECKS: list[Check] = [
+    Check("contract", "contract",
+          _on(check_contract, B=2, Hq=4, N=40, S=56, D=32),
+          "out (B, Hq, N, Dv) in the inputs' dtype and device; gradients like q, k, v"),
     Check("out", "agreement", _agreement(PLAIN, check="out"),
           "output vs float64 reference, default scale 1/sqrt(D)"),
     Check("scale_arg", "agreement",
@@ -117,6 +121,9 @@ def _safely(check: str, variant: str, case: Case, run: Callable[[], object]
     try:
         out = run()
         found = list(out) if isinstance(out, list) else [out]
+    except ContractViolation as exc:  # the variant returned the wrong thing: a verdict
+        found = [CheckResult(check, variant, case.label(), dtype_name(case.dtype), "ok", False,
+                             message=str(exc))]
     except Exception as exc:  # a crashing check is a failing check, reported, not fatal
         found = [raised(check, variant, case, exc)]
     for r in found:

@@ -2,7 +2,7 @@
 
 A variant's result ``out`` is compared with ``ref`` (float64, cast to ``out``'s dtype, as
 FlashAttention's own tests do) and with ``pt``, the textbook implementation run entirely in the
-test dtype. The rule (reference.md section 3):
+test dtype. The rule (docs/methods.md, "Tolerance rule"):
 
     max|out - ref|  <=  C * max|pt - ref|  +  floor,     floor = 2 * max|(ref + 0.3) - 0.3 - ref|
 
