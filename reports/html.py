@@ -77,6 +77,8 @@ footer { color: #555; font-size: 13px; padding: 20px; }
   figure { padding: 2px; margin: 8px 0 14px; }
   details { padding: 2px 6px; }
   h1 { font-size: 21px; }
+  table { font-size: 12px; }
+  td, th { min-width: 5.5em; }  /* wide tables scroll in their box rather than wrap per word */
 }
 """
 
