@@ -139,17 +139,17 @@ def identical_timings(tmp_path: Path) -> Path:
     run = tmp_path / "aa"
     shutil.copytree(FIXTURES / "cpu", run)
     as_sdpa = re.compile(r"^(attn):[^:]+:")
-    samples = {r["case_id"]: r for r in rows(run / "samples.jsonl")}
+    samples = {(r["case_id"], r["metric"]): r for r in rows(run / "samples.jsonl")}
     out = []
-    for r in samples.values():
-        twin = samples.get(as_sdpa.sub(r"\1:sdpa:", r["case_id"]))
+    for (case_id, metric), r in samples.items():
+        twin = samples.get((as_sdpa.sub(r"\1:sdpa:", case_id), metric))
         out.append({**r, "samples": twin["samples"]} if twin else r)
     (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
     results = rows(run / "results.jsonl")
     values = {(r["case_id"], r["metric"]): r.get("value") for r in results}
     for r in results:
         twin = (as_sdpa.sub(r"\1:sdpa:", r["case_id"]), r["metric"])
-        if r["metric"] in ("time_median_s", "time_iqr_s", "tflops") and twin in values:
+        if r["metric"].startswith(("time_", "tflops")) and twin in values:
             r["value"] = values[twin]
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     return run
