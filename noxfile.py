@@ -19,7 +19,7 @@ TORCH_SPEC = os.environ.get("ATTNBENCH_TORCH_SPEC", "torch==2.13.0")
 PYTHON = os.environ.get("ATTNBENCH_PYTHON")  # None: the interpreter running nox
 
 
-def install_project(session: nox.Session, extras: str = "triton,memory,test") -> None:
+def install_project(session: nox.Session, extras: str = "triton,memory,test,dask") -> None:
     session.install(TORCH_SPEC)
     session.install("-e", f".[{extras}]")
 

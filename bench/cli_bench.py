@@ -96,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         print(tabulate([[r["variant"], r["mode"], r["dtype"], "causal" if r["causal"] else "",
                          f"{r['N_min']}..{r['N_max']}", f"{r['value']:.2f}"] for r in fits],
                        headers=["variant", "mode", "dtype", "", "N", "k"]))
+    noise = summary.get("noise") or {}
+    if noise.get("status") == "ok":
+        print(f"A/A noise floor: {noise['value']:.1%} (90th percentile of |ratio - 1| over "
+              f"{int(noise['aa_controls'])} controls; median {noise['aa_median_dev']:.1%}, "
+              f"worst {noise['aa_worst_dev']:.1%}); speed differences inside it are ties")
     print(f"FLOPs: {FLOP_CONVENTION}")
     print(f"results: {summary['out']}  (bench.results.load_results reads it)")
     if summary["errors"]:

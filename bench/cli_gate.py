@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from attnbench.gate.measure import PRESETS, GateSettings, Preset, compare_sides
+from attnbench.gate.measure import PRESETS, GatePreset, GateSettings, compare_sides
 from attnbench.gate.report import GateReport, render_markdown, write_outputs
 from attnbench.gate.sides import SideSpec, WorkerError
 from attnbench.gate.verdicts import MEMORY_ABS, MEMORY_REL, TimePolicy
@@ -157,7 +157,7 @@ def _exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def _trees(args: argparse.Namespace, preset: Preset, settings: GateSettings) -> GateReport:
+def _trees(args: argparse.Namespace, preset: GatePreset, settings: GateSettings) -> GateReport:
     _exit_on_sigterm()
     root = repo_root(Path.cwd())
     try:

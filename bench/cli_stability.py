@@ -5,8 +5,10 @@ run reproduced. See ``bench.stability.sweep`` for running it on a cluster."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import textwrap
+from collections.abc import Iterator
 from concurrent.futures import Executor
 
 from attnbench.stability.presets import PRESETS
@@ -34,9 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="replace a previous run's results in --out")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="local worker processes (default: CPU count; 0: this process)")
-    parser.add_argument("--executor", metavar="MODULE:FUNCTION",
-                        help="run jobs on the concurrent.futures.Executor FUNCTION() returns "
-                             "(e.g. a Dask client's get_executor()) instead of local workers")
+    parser.add_argument("--executor", metavar="dask|MODULE:FUNCTION",
+                        help="'dask': run jobs on a local Dask cluster of --workers processes "
+                             "(needs the dask extra); MODULE:FUNCTION: on the "
+                             "concurrent.futures.Executor FUNCTION() returns")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run jobs on an existing Dask cluster, e.g. tcp://host:8786 "
+                             "(workers: dask worker ADDRESS --nthreads 1)")
     parser.set_defaults(func=run)
     return parser
 
@@ -77,6 +83,25 @@ def load_executor(spec: str) -> Executor:
     return executor
 
 
+@contextlib.contextmanager
+def engine(args: argparse.Namespace) -> Iterator[Executor | None]:
+    """The executor the options ask for (None: the sweep's local process pool)."""
+    from attnbench.cli import UsageError
+    from attnbench.stability.engines import EngineError, dask_executor
+
+    if args.scheduler or args.executor == "dask":
+        import os
+
+        workers = args.workers if args.workers is not None else os.cpu_count() or 1
+        try:
+            with dask_executor(args.scheduler, workers) as executor:
+                yield executor
+        except EngineError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        yield load_executor(args.executor) if args.executor else None
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -89,14 +114,16 @@ def run(args: argparse.Namespace) -> int:
     check_variants(args.variant, args.attention)
     preset = Preset.load(args.preset).with_overrides(args.variant, args.attention)
     check_variants(preset.blocks(), preset.data["attention"])
-    executor = load_executor(args.executor) if args.executor else None
-    findings = run_stability(preset, args.out, corpus=args.corpus, executor=executor,
-                             workers=args.workers, resume=args.resume, force=args.force,
-                             plugins=tuple(args.plugin), argv=sys.argv)
-    print("\nFindings (criterion fixed in advance; evidence from this run):")
+    if args.scheduler and args.executor:
+        raise UsageError(f"--scheduler {args.scheduler} and --executor {args.executor}: give "
+                         "one (--scheduler already means a Dask executor)")
+    with engine(args) as executor:
+        findings = run_stability(preset, args.out, corpus=args.corpus, executor=executor,
+                                 workers=args.workers, resume=args.resume, force=args.force,
+                                 plugins=tuple(args.plugin), argv=sys.argv)
+    print("\nFindings (criterion fixed in advance, decided over seeds; evidence from this run):")
     for f in findings:
-        mark = {True: "REPRODUCED", False: "NOT REPRODUCED", None: "NOT MEASURED"}
-        print(f"- {f.slug}: {mark[f.reproduced]}. {f.claim} [{f.source}]")
+        print(f"- {f.slug}: {f.verdict.upper()}. {f.claim} [{f.source}]")
         print(textwrap.fill(f.evidence, width=100, initial_indent="    ",
                             subsequent_indent="    "))
     from attnbench.results import load_results

@@ -140,12 +140,16 @@ class ResultsWriter:
     def add_case(self, case_id: str, rows: list[dict[str, Any]],
                  samples: dict[str, list[float]] | None = None) -> None:
         """Record one finished case: its metric rows and raw samples, samples first, so a row
-        present always has its samples."""
+        present always has its samples. Every row's metric must be defined in
+        ``attnbench.metrics`` (its unit is filled in from there)."""
+        from attnbench.metrics import checked_row
+
         for row in rows:
             missing = [c for c in ("variant", "status", "metric") if c not in row]
             if missing or row["status"] not in STATUSES:
                 raise ValueError(f"row for {case_id}: needs variant, status in {STATUSES}, "
                                  f"metric; got {row}")
+        rows = [checked_row(self.suite, row) for row in rows]
         if samples:
             _append_lines(self.dir / SAMPLES, ({"case_id": case_id, "metric": m, "samples": s}
                                                for m, s in samples.items()))
@@ -153,6 +157,17 @@ class ResultsWriter:
                                             "reason": "", "value": None, "unit": "", **row}
                                            for row in rows))
         self.done.add(case_id)
+
+    def drop_cases(self, prefixes: tuple[str, ...]) -> None:
+        """Remove the rows of every case whose id starts with one of ``prefixes`` (derived
+        cases a suite recomputes on each run, e.g. after a --resume with newer code)."""
+        path = self.dir / RESULTS
+        kept = [r for r in _read_lines(path) if not str(r.get("case_id")).startswith(prefixes)]
+        tmp = self.dir / (RESULTS + ".tmp")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept),
+                       encoding="utf-8")
+        tmp.replace(path)  # atomic: never a half-written table
+        self.done = {r["case_id"] for r in kept}
 
     def finish(self, **summary: Any) -> None:
         self.provenance.update(end_time=now_iso(), **summary)

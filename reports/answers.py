@@ -1,7 +1,7 @@
 """The summary's three answer blocks: one per reader, a few lines each, before any figure.
 
 - Kernel author: per attention variant, is it right (verify suite), fast (speed calls against
-  the baseline with the noise-aware tie rule of ``speed.py``) and lean (memory exponent)?
+  the baseline against the run's A/A noise floor, ``attnbench.speed``) and lean (memory exponent)?
 - LM researcher: per block, the best learning rate and loss, where training fails, and the
   regime these numbers come from (width, depths, steps, seeds): a small-scale result is said
   to be one.
@@ -21,7 +21,7 @@ from attnbench.reports.load import Bundle, ensure, sort_key
 from attnbench.reports.sections.common import attention_cases, groups
 from attnbench.reports.sections.correctness import checks
 from attnbench.reports.sections.stability import trained_runs
-from attnbench.reports.speed import speedups
+from attnbench.reports.sections.throughput import speedups
 
 RunVariant = tuple[str, str]
 
@@ -88,7 +88,7 @@ def kernel_author(bundle: Bundle, verdicts: dict[RunVariant, Cell],
                   exponents: dict[RunVariant, str], attention_keys: list[RunVariant]) -> Answer:
     cases = attention_cases(bundle)
     cases = cases[cases["time_median_s"].notna()] if not cases.empty else cases
-    calls = speedups(bundle, cases) if not cases.empty else pd.DataFrame()
+    calls = speedups(bundle, cases, bundle.baseline) if not cases.empty else pd.DataFrame()
     not_timed = not_timed_reasons(bundle)
     lines, unsupported = [], []
     for run, variant in attention_keys:

@@ -31,7 +31,6 @@ from attnbench.reports.sections.common import (
     run_column,
     stability_configs,
 )
-from attnbench.reports.speed import clear_winner
 
 RunVariant = tuple[str, str]
 MODE_ORDER = {"fwd": 0, "bwd": 1, "fwd+bwd": 2}
@@ -80,30 +79,46 @@ def check_outcome(rows: pd.DataFrame) -> str:
 
 
 def fastest(bundle: Bundle) -> tuple[dict[RunVariant, str], dict[RunVariant, str]]:
-    """Where each variant wins (called faster than every other variant measured on the same
-    problem in the same run, by the noise-aware rule of ``speed.py``; ties name no winner),
-    and its best TFLOP/s with the case and device it was reached on."""
+    """Where each variant wins, and its best TFLOP/s with the case it was reached on.
+
+    A variant wins a problem (the variants measured on the same shape in the same run) when it
+    has the lowest median time AND its speed-up over the runner-up is called "faster": the
+    interval over worker processes clears 1 by more than the run's A/A noise floor
+    (``attnbench.speed``). Otherwise the problem is a tie and nobody wins it."""
+    from attnbench.reports.sections.throughput import noise_floors, process_medians
+    from attnbench.speed import speedup
+
     cases = attention_cases(bundle)
     cases = cases[cases["time_median_s"].notna()] if not cases.empty else cases
+    floors = noise_floors(bundle)
     wins: dict[RunVariant, list[pd.Series]] = {}
     compared: dict[RunVariant, int] = {}
+    ties: dict[RunVariant, int] = {}
     for _, problem in groups(cases, ["run", *SHAPE]):
         if problem["variant"].nunique() < 2:
             continue
-        run = problem["run"].iloc[0]
+        ranked = problem.sort_values("time_median_s")
+        winner, second = ranked.iloc[0], ranked.iloc[1]
+        run = winner["run"]
         for variant in problem["variant"].unique():
             compared[(run, variant)] = compared.get((run, variant), 0) + 1
-        winner = clear_winner(bundle, problem)  # None: a tie within the noise floor
-        if winner is not None:
+        call = speedup(process_medians(bundle, run, second["case_id"]),
+                       process_medians(bundle, run, winner["case_id"]),
+                       floors.get(run, float("nan")))["call"]
+        if call == "faster":
             wins.setdefault((run, winner["variant"]), []).append(winner)
+        else:
+            for variant in problem["variant"].unique():
+                ties[(run, variant)] = ties.get((run, variant), 0) + 1
     regimes: dict[RunVariant, str] = {}
     for key, n in compared.items():
         won = pd.DataFrame(wins.get(key, []))
+        tied = f"; {ties[key]} within noise (tie)" if ties.get(key) else ""
         if won.empty:
-            regimes[key] = f"no clear win ({n} problems compared)"
+            regimes[key] = f"never called fastest ({n} problems compared{tied})"
             continue
         regimes[key] = (f"all {n} problems" if len(won) == n else
-                        f"{len(won)} of {n}: " + "; ".join(regime_words(won)))
+                        f"{len(won)} of {n}: " + "; ".join(regime_words(won))) + tied
     best: dict[RunVariant, str] = {}
     for (run, variant), rows in groups(cases[cases["tflops"].notna()] if not cases.empty
                                        else cases, ["run", "variant"]):
@@ -190,7 +205,8 @@ def by_depth(frame: pd.DataFrame, metric: str, style: Any, missing: str) -> str:
 
 
 def findings(bundle: Bundle) -> list[list[Any]]:
-    """The literature claims the stability suite tested: reproduced, not, or not measured."""
+    """The literature claims the stability suite tested: reproduced, not reproduced,
+    inconclusive (seeds disagree) or not measured."""
     frame = bundle.rows("stability", status=None)
     if frame.empty:
         return []
@@ -199,7 +215,10 @@ def findings(bundle: Bundle) -> list[list[Any]]:
     out = []
     frame = ensure(frame, "claim", "source")
     for _, row in frame.sort_values(["run", "case_id"]).iterrows():
-        if row["status"] != "ok" or row["value"] != row["value"]:
+        named = row.get("verdict")  # reproduced / not reproduced / inconclusive / not measured
+        if named == "inconclusive":
+            verdict = Cell("inconclusive", "warn")
+        elif row["status"] != "ok" or row["value"] != row["value"]:
             verdict = Cell("not measured", "muted")
         else:
             verdict = Cell("reproduced", "good") if row["value"] == 1 else Cell(
@@ -230,8 +249,9 @@ def build(bundle: Bundle) -> Section:
     section = Section("summary", "Summary", (
         "First the short answer for each reader, then one row per variant and run: right "
         "(verify suite, error against the float64 reference as a fraction of the allowed "
-        "bound), fast (problems where it was called faster than every other variant, beyond "
-        "the noise floor), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))
+        "bound), fast (problems where it had the lowest median time and beat the runner-up "
+        "by more than the run's A/A noise floor; closer is a tie), lean (memory exponent k "
+        "in peak ∝ N^k: 1 linear, 2 quadratic)."))
     verdicts, (regimes, best), exponents = verification(bundle), fastest(bundle), \
         memory_exponents(bundle)
     keys = sorted(set(verdicts) | set(regimes) | set(best) | set(exponents),

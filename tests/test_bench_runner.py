@@ -18,19 +18,22 @@ from attnbench.throughput.runner import RunConfig, run_throughput
 from attnbench.throughput.selection import Selection
 
 REPO = Path(__file__).resolve().parent.parent
-METRICS = {"time_median_s", "time_iqr_s", "time_n", "flops", "tflops", "peak_fraction",
-           "mem_peak_bytes", "mem_model_bytes", "error_ratio", "tokens_per_s",
-           "attention_share", "peak_tflops", "mem_exponent", "run"}
+METRICS = {"time_median_s", "time_ci_low_s", "time_ci_high_s", "time_iqr_s", "time_n",
+           "time_processes", "time_process_spread", "flops", "tflops", "peak_fraction",
+           "mem_peak_bytes", "mem_model_bytes", "sampled_error_ratio", "tokens_per_s",
+           "attention_share", "peak_tflops", "mem_exponent", "run", "aa_ratio", "noise_floor"}
 TINY_PRESET = """
 description = "test preset: tiny shapes, a few milliseconds of timing"
 device = "cpu"
 threads = 1
 time_limit_s = 60
+control = "sdpa_flash"
 
 [timing]
 max_time = 0.005
 min_rounds = 2
 warmup = 0
+processes = 2
 
 [[attention]]
 B = 1
@@ -93,7 +96,7 @@ def test_results_directory_schema(tmp_path, tiny_preset):
     config = RunConfig(preset=load_preset(str(tiny_preset)), out=out,
                        selection=Selection(attention=("naive", "sdpa_flash", "tiled")))
     summary = run_throughput(config)
-    assert summary["errors"] == 0 and summary["worker_starts"] == 1
+    assert summary["errors"] == 0 and summary["worker_starts"] == 2  # one per process
 
     provenance = load_provenance(out)
     for key in ("git_commit", "git_dirty", "packages", "cpu_model", "torch_threads", "timer",
@@ -110,8 +113,16 @@ def test_results_directory_schema(tmp_path, tiny_preset):
     timed = frame[frame.metric == "time_n"]
     assert len(timed) == 3 * 4 + 3  # attention cases, then one block per attention variant
     samples = load_samples(out)
-    for row in timed.itertuples():
-        assert len(samples[(row.case_id, "time_s")]) == row.value
+    for row in timed.itertuples():  # both processes timed every case
+        per_process = [samples[(row.case_id, f"time_s:p{p}")] for p in (0, 1)]
+        assert sum(map(len, per_process)) == row.value
+    assert set(frame[frame.metric == "time_processes"].value) == {2}
+    controls = frame[frame.metric == "aa_ratio"]  # the A/A control on every attention shape
+    assert len(controls) == 4 and (controls.status == "ok").all()
+    assert set(controls.case_id) == {f"control:{c}" for c in timed.case_id
+                                     if c.startswith("attention:sdpa_flash:")}
+    (noise,) = frame[frame.metric == "noise_floor"].itertuples()
+    assert noise.status == "ok" and noise.value >= 0 and noise.aa_controls == 4
     peak = frame[frame.variant == "matmul_peak"]
     assert list(peak.metric) == ["peak_tflops"] and (peak.value > 0).all()
     assert (frame[frame.metric == "peak_fraction"].value > 0).all()
@@ -181,9 +192,11 @@ def test_kill_and_interrupt_keep_finished_rows_and_resume_finishes(tmp_path, tin
     def finished() -> set[str]:
         return set(load_results(out).case_id) if (out / "results.jsonl").exists() else set()
 
-    # 1. SIGKILL while the second case hangs: the worker must not outlive its parent.
-    proc = cli(*args, env_extra={marker: "1"}, plugin_dir=tmp_path)
-    _wait_for(lambda: naive_id in finished())
+    # 1. SIGKILL while a case hangs: the worker must not outlive its parent. (A shape's
+    # variants are recorded together after their interleaved timing, so naive's row appears
+    # once the non-causal hang has hit its limit; the kill lands in the causal shape.)
+    proc = cli(*args, "--time-limit", "10", env_extra={marker: "1"}, plugin_dir=tmp_path)
+    _wait_for(lambda: naive_id in finished(), seconds=600)  # two workers start first
     proc.kill()
     proc.wait()
     _wait_for(lambda: not _processes_with(marker), seconds=20)
@@ -209,5 +222,6 @@ def test_kill_and_interrupt_keep_finished_rows_and_resume_finishes(tmp_path, tin
     assert naive_rows.metric.value_counts().max() == 1
     hang = after[after.variant == "bench_test_hangs"]
     assert len(hang) == 2 and set(hang.status) == {"error"}  # causal and not
-    assert all("time limit of 2 s" in reason for reason in hang.reason)
+    assert all("time limit of" in reason for reason in hang.reason)
+    assert any("time limit of 2 s" in reason for reason in hang.reason)  # the resumed one
     assert load_provenance(out)["resumed_from"]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from attnbench.throughput.accuracy import error_ratio, sample_rows
+from attnbench.throughput.accuracy import sample_rows, sampled_error_ratio
 from attnbench.throughput.cases import BenchCase, make_call
 from attnbench.throughput.measure import CaseFailure, check_finite, measure_case
 from attnbench.throughput.presets import available_presets, expand, load_preset
@@ -26,7 +26,7 @@ def test_time_callable_gives_one_sample_per_round_and_counts_calls():
     calls = []
     samples = time_callable(lambda: calls.append(1), rounds=7, warmup=2)
     assert len(samples) == 7 and all(s >= 0 for s in samples)
-    assert len(calls) >= 9  # 2 warm-up + 7 measured (+ pytest-benchmark's result call)
+    assert len(calls) == 9  # 2 warm-up + 7 measured
     auto = time_callable(lambda: sum(range(1000)), max_time=0.01, min_rounds=3)
     assert len(auto) >= 3
     with pytest.raises(ValueError, match="rounds"):
@@ -47,6 +47,23 @@ def test_summarize_median_and_iqr():
         summarize([])
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 31])
+def test_summarize_uses_pytest_benchmarks_statistics(n):
+    """The own timer's statistics are pytest-benchmark's (median, quartile method, IQR)."""
+    stats_module = pytest.importorskip("pytest_benchmark.stats")  # a test dependency
+    samples = [((7 * i) % 13 + 0.5 * i) * 1e-3 for i in range(n)]
+    stats = stats_module.Stats()
+    for x in samples:
+        stats.update(x)
+    assert summarize(samples) == pytest.approx((stats.median, stats.iqr), rel=1e-12, abs=0)
+
+
+def test_time_callable_calibrates_loops_for_fast_calls():
+    calls = []
+    samples = time_callable(lambda: calls.append(1), warmup=0, max_time=0.005, min_rounds=3)
+    assert len(samples) >= 3 and len(calls) > 2 * len(samples)  # several calls per round
+
+
 def test_sample_rows_cover_both_ends_and_are_unique():
     rows = sample_rows(1000, count=32, seed=3)
     assert rows[0] == 0 and rows[-1] == 999 and len(set(rows.tolist())) == 32
@@ -56,29 +73,31 @@ def test_sample_rows_cover_both_ends_and_are_unique():
 
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_error_ratio_tells_exact_from_wrong(mode, causal):
+def test_sampled_error_ratio_tells_exact_from_wrong(mode, causal):
     c = case(mode=mode, causal=causal, N=100, S=100)
     result = make_call(c)()
     result = result if mode == "fwd" else result[0]
-    honest = error_ratio(c, result)
+    honest = sampled_error_ratio(c, result)
     assert honest["checked"] == ("out" if mode == "fwd" else "dq")
-    assert honest["error_ratio"] < 10  # naive against its own dtype's textbook run
-    broken = error_ratio(c, result + 1e-2)
-    assert broken["error_ratio"] > 1000
+    assert honest["sampled_error_ratio"] < 10  # naive against its own dtype's textbook run
+    broken = sampled_error_ratio(c, result + 1e-2)
+    assert broken["sampled_error_ratio"] > 1000
 
 
 def test_measure_case_reports_the_vocabulary():
     m = measure_case(case(mode="fwd+bwd"), FAST)
-    for metric in ("time_median_s", "time_iqr_s", "time_n", "flops", "tflops", "error_ratio",
-                   "mem_model_bytes"):
+    for metric in ("time_median_s", "time_iqr_s", "time_n", "flops", "tflops",
+                   "sampled_error_ratio", "mem_model_bytes"):
         assert metric in m.values
-    assert len(m.samples["time_s"]) == m.values["time_n"][0]
+    assert len(m.samples["time_s"]) == m.values["time_n"]
+    untimed = measure_case(case(mode="fwd"), FAST, timed=False)
+    assert "time_median_s" not in untimed.values and "flops" in untimed.values
     block = BenchCase(kind="block", attention="sdpa", block="pre_ln", B=1, Hq=2, Hkv=2, N=32,
                       S=32, D=16, Dv=16, d_model=32, dtype="float32", causal=True,
                       mode="fwd+bwd", device="cpu")
     b = measure_case(block, FAST)
     assert {"tokens_per_s", "attention_share", "time_median_s"} <= set(b.values)
-    assert 0 < b.values["attention_share"][0]
+    assert 0 < b.values["attention_share"]
 
 
 def test_check_finite_names_the_bad_tensor():
@@ -152,3 +171,23 @@ def test_bad_preset_files_name_the_problem(tmp_path):
         expand(load_preset(str(bad)))
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         load_preset("nope")
+
+
+def test_time_interleaved_alternates_rounds_and_isolates_a_failure():
+    from attnbench.throughput.timing import time_interleaved
+
+    log: list[str] = []
+
+    def slow(tag: str):
+        return lambda: (log.append(tag), sum(range(20000)))
+
+    def broken():
+        if len(log) > 40:
+            raise RuntimeError("fails later")
+        log.append("x")
+
+    got = time_interleaved({"a": slow("a"), "b": slow("b"), "x": broken}, warmup=0,
+                           max_time=0.01, min_rounds=4)
+    assert len(got["a"]) >= 4 and len(got["b"]) >= 4 and isinstance(got["x"], RuntimeError)
+    measured = "".join(t for t in log if t in "ab")
+    assert "ab" in measured and "ba" in measured  # both orders: A B, then B A

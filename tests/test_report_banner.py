@@ -1,12 +1,11 @@
 """The page's top: the verdict banner checked against the results files it came from, the
-gate verdict in it, the per-reader answers, no speed call between identical timings, and the
-section registry (numbers assigned at render time, a new section is one registration)."""
+gate verdict in it, the per-reader answers, readable figures, and the section registry
+(numbers assigned at render time, a new section is one registration). No speed call between
+identical runs: tests/test_speed_calls.py, which also renders the page."""
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +15,6 @@ from attnbench.reports import build_sections, write_report
 from attnbench.reports.document import Figure, Section
 from attnbench.reports.load import load_bundle
 from attnbench.reports.sections import _REGISTRY, register_section
-from attnbench.reports.speed import ASSUMED_FLOOR, call
 from test_report_render import FIXTURES, Page, check_headings
 
 
@@ -132,50 +130,6 @@ def test_gate_verdict_in_banner(tmp_path: Path) -> None:
     assert cls == "note muted" and "attnbench gate --base" in text and "--gate" in text
     page = Page((tmp_path / "pass" / "index.html").read_text(encoding="utf-8"))
     assert "Verdict: pass" in page.text["summary"]  # the CI owner's answer agrees
-
-
-def identical_timings(tmp_path: Path) -> Path:
-    """The CPU fixture with every variant timed exactly like sdpa on the same problem."""
-    run = tmp_path / "aa"
-    shutil.copytree(FIXTURES / "cpu", run)
-    as_sdpa = re.compile(r"^(attn):[^:]+:")
-    samples = {(r["case_id"], r["metric"]): r for r in rows(run / "samples.jsonl")}
-    out = []
-    for (case_id, metric), r in samples.items():
-        twin = samples.get((as_sdpa.sub(r"\1:sdpa:", case_id), metric))
-        out.append({**r, "samples": twin["samples"]} if twin else r)
-    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
-    results = rows(run / "results.jsonl")
-    values = {(r["case_id"], r["metric"]): r.get("value") for r in results}
-    for r in results:
-        twin = (as_sdpa.sub(r"\1:sdpa:", r["case_id"]), r["metric"])
-        if r["metric"].startswith(("time_", "tflops")) and twin in values:
-            r["value"] = values[twin]
-    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
-    return run
-
-
-def test_identical_timings_make_no_speed_call(tmp_path: Path) -> None:
-    write_report([identical_timings(tmp_path)], tmp_path / "out")
-    page = Page((tmp_path / "out" / "index.html").read_text(encoding="utf-8"))
-    speed_cells = [text for _, text in page.cells if "×" in text]
-    assert speed_cells and all(text.endswith(" tie") for text in speed_cells
-                               if "[" in text), speed_cells
-    assert not re.search(r"\b(faster|slower)\b", page.text["per-shape"])
-    summary = page.text["summary"]
-    assert not re.search(r"\d+ faster|\d+ slower|all \d+ problems|\d+ of \d+: ", summary)
-    assert "no clear win" in summary and re.search(r"vs sdpa: \d+ tie of \d+", summary)
-    # ... while the original fixture, where naive is ~3x slower, does get calls
-    write_report([FIXTURES / "cpu"], tmp_path / "real")
-    real = Page((tmp_path / "real" / "index.html").read_text(encoding="utf-8"))
-    assert re.search(r"naive: .*vs sdpa: 16 slower of 16", real.text["summary"])
-
-
-def test_tie_rule_pins_its_floor() -> None:
-    assert ASSUMED_FLOOR == 0.05
-    assert call(1.06, 1.2, 0.05) == "faster" and call(1.04, 1.2, 0.05) == "tie"
-    assert call(0.8, 0.94, 0.05) == "slower" and call(0.8, 0.96, 0.05) == "tie"
-    assert call(float("nan"), float("nan"), 0.05) == "tie"
 
 
 def test_answers_for_each_reader(with_gate: Path) -> None:

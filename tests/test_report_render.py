@@ -112,7 +112,7 @@ def test_summary_answers_the_three_questions(page: Page) -> None:
     assert "FAIL: 1 failed, 1 raised, of 10 checks" in summary  # tiled, bf16 grad + lse error
     assert "pass: 9 of 9 checks; worst error 35% of bound" in summary  # sdpa
     assert "pass: 10 of 10 checks; worst error 50% of bound" in summary  # naive (one bound inf)
-    assert "all 16 problems" in summary and "no clear win" in summary
+    assert "all 16 problems" in summary and "never called fastest" in summary
     assert "fwd 2.00" in summary and "fwd 1.00" in summary  # naive quadratic, flash linear
     assert "4 of 9 healthy; unigram_collapse 5×" in summary  # post_ln
     assert "reproduced" in summary and "not measured" in summary  # findings

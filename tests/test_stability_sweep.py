@@ -18,20 +18,21 @@ from attnbench.stability.data import CorpusRef
 from attnbench.stability.presets import PRESETS, Preset, PresetError
 from attnbench.stability.sweep import run_jobs, run_stability
 from attnbench.variants.blocks import PreLN
-from attnbench.variants.registry import register_block, unregister
+from attnbench.variants.registry import list_variants, register_block, unregister
 
 TINY = {
     "model": {"d_model": 16, "n_heads": 2, "block_size": 16, "batch_size": 4},
     "attention": "sdpa",
     "train": {"steps": 8, "eval_every": 4, "eval_batches": 1, "grids": [
         {"blocks": ["post_ln", "pre_ln"], "depths": [2], "lrs": [1e-3, 1e-1],
-         "warmups": [0, 2], "seeds": [0]},
+         "warmups": [0, 0.25], "beta2s": [0.999], "seeds": [0]},
         {"blocks": ["qk_norm"], "depths": [2], "lrs": [1e-3, 1e-1], "warmups": [0],
          "seeds": [0]}]},
     "init": {"blocks": ["post_ln", "pre_ln"], "depths": [1, 2, 3], "seeds": [0],
-             "perturbation": 0.01, "draws": 1, "step_lr": 1e-3},
+             "inits": ["scaled", "unscaled"], "perturbation": 0.01, "draws": 1,
+             "step_lr": 1e-3},
 }
-N_JOBS = 6 + 8 + 2  # init + post/pre grid + qk_norm grid
+N_JOBS = 12 + 8 + 2  # init (2 schemes) + post/pre grid + qk_norm grid
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,16 @@ def test_results_use_the_vocabulary(finished: Path) -> None:
     train = frame[frame["case_id"].str.startswith("train:")]
     assert train["case_id"].nunique() == 10
     assert set(train["verdict"]) <= {"healthy", "nan", "blowup", "unigram_collapse"}
+    post = train[train["block"] == "post_ln"]  # every row records its regime
+    assert set(post["beta2"]) == {0.999} and set(post["init"]) == {"scaled"}
+    assert set(post["warmup"]) == {0, 2} and set(post["warmup_frac"]) == {0.0, 0.25}
+    assert set(train[train["block"] == "qk_norm"]["beta2"]) == {0.95}  # the default
+    init = frame[frame["case_id"].str.startswith("init:")]
+    assert set(init["init"]) == {"scaled", "unscaled"}
+    assert {"output_change", "output_change_all"} <= set(init["metric"])
     findings = frame[frame["metric"] == "reproduced"]
+    assert set(findings["verdict"]) <= {"reproduced", "not reproduced", "inconclusive",
+                                        "not measured"}
     assert set(findings["case_id"]) == {"finding:postln-needs-warmup",
                                         "finding:output-change-depth",
                                         "finding:qk-norm-bounds-logits",
@@ -73,7 +83,7 @@ def test_results_use_the_vocabulary(finished: Path) -> None:
 
 def test_curves_and_provenance(finished: Path) -> None:
     samples = load_samples(finished)
-    case = "train:pre_ln:sdpa:L2:lr0.001:wu0:seed0"
+    case = "train:pre_ln:sdpa:L2:lr0.001:wu0:b20.999:scaled:seed0"
     assert len(samples[(case, "train_loss")]) == 8 and len(samples[(case, "val_loss")]) == 3
     assert len(samples[(case, "grad_norm")]) == 8 and len(samples[(case, "max_logit")]) == 3
     prov = load_provenance(finished)
@@ -123,6 +133,13 @@ def test_interrupted_sweep_resumes(tmp_path: Path, corpus: str) -> None:
     assert not frame.fillna({"layer": -1}).duplicated(["case_id", "metric", "layer"]).any()
     runs = frame[frame["case_id"].str.startswith(("train:", "init:"))]
     assert runs["case_id"].nunique() == N_JOBS
+    # A resume of the finished sweep runs nothing and rewrites the derived rows in place.
+    lines.clear()
+    run_stability(preset, tmp_path, corpus=corpus, workers=0, resume=True, log=lines.append)
+    assert f"{N_JOBS} jobs, 0 to run" in lines[0]
+    again = load_results(tmp_path)
+    assert len(again) == len(frame)
+    assert not again.fillna({"layer": -1}).duplicated(["case_id", "metric", "layer"]).any()
 
 
 def test_force_replaces_a_previous_run(tmp_path: Path, corpus: str) -> None:
@@ -180,13 +197,28 @@ def test_dead_worker_is_isolated(tmp_path: Path, corpus: str,
 def test_presets_are_valid_data() -> None:
     ref = CorpusRef(None, "0" * 64)
     sizes = {name: len(Preset.load(name).train_jobs(ref)) for name in PRESETS}
-    assert sizes == {"quick": 25, "full": 6 * 6 * 7 * 2 * 3}
+    blocks = len(list_variants("block"))
+    assert sizes == {"quick": 2 * 2 * 2 * 3 + 2 * 2 * 3,
+                     "standard": 2 * 3 * 3 * 2 * 2 * 3 + 2 * 2 * 2 * 3 + 2 * 2 * 3,
+                     "full": blocks * 6 * 7 * 2 * 2 * 3}
     quick = Preset.load("quick")
     assert {g for grid in quick.data["train"]["grids"] for g in grid["blocks"]} == \
         {"post_ln", "pre_ln", "qk_norm"}
+    assert all(len(grid["seeds"]) >= 3 for grid in quick.data["train"]["grids"])
+    standard = Preset.load("standard").train_jobs(ref)
+    assert {j.beta2 for j in standard} == {0.95, 0.999} and {j.depth for j in standard} == \
+        {2, 6, 12}
+    assert {j.warmup for j in standard} == {0, 30, 99}  # 10 % and 33 % of 300 steps
     full = Preset.load("full").data["train"]["grids"][0]
     assert full["lrs"] == [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
     assert min(full["depths"]) == 2 and max(full["depths"]) == 12 and len(full["seeds"]) == 3
+
+
+def test_all_blocks_come_from_the_registry(broken_block: str) -> None:
+    """'all' is expanded when the jobs are made, so a plugin block is swept too."""
+    ref = CorpusRef(None, "0" * 64)
+    blocks = {j.block for j in Preset.load("quick").init_jobs(ref)}
+    assert blocks == {v.name for v in list_variants("block")} and broken_block in blocks
 
 
 def test_preset_errors(tmp_path: Path) -> None:
@@ -200,6 +232,14 @@ def test_preset_errors(tmp_path: Path) -> None:
     bad["train"]["grids"][0]["lrs"] = []
     with pytest.raises(PresetError, match=r"grids\[0\]\.lrs"):
         Preset("bad", bad).validated()
+    for key, value, message in (("warmups", [1.5], "fractions of the steps"),
+                                ("warmups", [8], "warm-up steps"),
+                                ("beta2s", [1.0], r"beta2s: each must be in \(0, 1\)"),
+                                ("inits", ["xavier"], "inits: expected a non-empty list of")):
+        bad = json.loads(json.dumps(TINY))
+        bad["train"]["grids"][0][key] = value
+        with pytest.raises(PresetError, match=message):
+            Preset("bad", bad).validated()
     path = tmp_path / "p.json"
     path.write_text("{not json")
     with pytest.raises(PresetError, match="not a readable JSON"):

@@ -119,3 +119,50 @@ def test_init_diagnostics_rows(corpus: CorpusRef) -> None:
     # Post-LN ends every block with a LayerNorm of unit gain: per-token norm sqrt(d_model).
     assert by_metric["hidden_norm"][-1]["value"] == pytest.approx(math.sqrt(16), rel=1e-3)
     assert run_init(job).rows == outcome.rows  # deterministic too
+
+
+def test_beta2_and_init_reach_the_run(corpus: CorpusRef) -> None:
+    base = run_train(tiny_job(corpus))
+    other_beta2 = run_train(tiny_job(corpus, beta2=0.999))
+    unscaled = run_train(tiny_job(corpus, init="unscaled"))
+    assert other_beta2.samples["train_loss"] != base.samples["train_loss"]
+    assert unscaled.samples["val_loss"][0] != base.samples["val_loss"][0]  # other weights
+    row = other_beta2.rows[0]
+    assert (row["beta2"], row["init"], row["warmup"], row["warmup_frac"]) == (0.999, "scaled",
+                                                                            2, 2 / 12)
+    assert ":b20.999:scaled:" in other_beta2.case_id
+
+
+def test_init_schemes() -> None:
+    from attnbench.variants.gpt import GPT, GPTConfig
+
+    def proj_std(init: str) -> float:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=50, d_model=64, n_layers=8, block="pre_ln", init=init))
+        return torch.cat([b.ffn.linear2.weight.flatten() for b in model.blocks]).std().item()
+
+    assert proj_std("scaled") == pytest.approx(0.02 / math.sqrt(16), rel=0.05)
+    assert proj_std("unscaled") == pytest.approx(0.02, rel=0.05)
+    with pytest.raises(ValueError, match="init: expected one of"):
+        GPT(GPTConfig(vocab_size=50, init="xavier"))
+
+
+def test_admin_output_change_perturbs_sublayer_weights_only(corpus: CorpusRef) -> None:
+    """Admin's measure tells DeepNorm (small beta-scaled branches, alpha-weighted stream) from
+    Post-LN; perturbing every parameter relative to its rms, norm gains included, gives both
+    the same number, which is how the earlier measure read DeepNorm == Post-LN."""
+    from attnbench.stability.diagnostics import output_change, sublayer_weights
+
+    spec = ModelSpec(d_model=32, n_heads=2, block_size=16, batch_size=4)
+    data = corpus.load(spec.block_size)
+    x, _ = data.val_batches(1, spec.batch_size, spec.block_size)[0]
+    changes = {}
+    for block in ("post_ln", "deepnorm"):
+        model = spec.build(len(data.vocab), block, "sdpa", 6, 0, "unscaled")
+        assert len(sublayer_weights(model)) == 4 * 6  # qkv, proj, two FFN linears per block
+        admin = output_change(model, x, 0.01, 2, torch.Generator().manual_seed(0))
+        every = output_change(model, x, 0.01, 2, torch.Generator().manual_seed(0),
+                              every_parameter=True)
+        changes[block] = admin, every
+    assert changes["deepnorm"][0] < changes["post_ln"][0] / 3
+    assert changes["deepnorm"][1] == pytest.approx(changes["post_ln"][1], rel=0.1)

@@ -95,3 +95,20 @@ def test_lowest_diverging_lr() -> None:
     # Too small to learn in the budget at the bottom of the grid is not divergence.
     assert lowest_diverging_lr({3e-4: [True], 1e-3: [False], 1e-2: [True]}) == 1e-2
     assert lowest_diverging_lr({1e-3: [True], 1e-2: [True]}) == 1e-3
+
+
+def test_seed_verdict_needs_every_seed_and_enough_seeds() -> None:
+    from attnbench.stability.verdicts import MIN_SEEDS, overall_verdict, seed_verdict
+
+    assert MIN_SEEDS == 3
+    assert seed_verdict(3, 3) == "reproduced" and seed_verdict(0, 3) == "not reproduced"
+    assert seed_verdict(2, 3) == "inconclusive" and seed_verdict(1, 3) == "inconclusive"
+    assert seed_verdict(2, 2) == "inconclusive" and seed_verdict(0, 1) == "inconclusive"
+    assert seed_verdict(4, 4) == "reproduced"
+    with pytest.raises(ValueError, match="showing"):
+        seed_verdict(4, 3)
+    assert overall_verdict(["not reproduced", "reproduced"]) == "reproduced"
+    assert overall_verdict(["not reproduced", "not reproduced"]) == "not reproduced"
+    assert overall_verdict(["not reproduced", "inconclusive"]) == "inconclusive"
+    with pytest.raises(ValueError, match="verdicts"):
+        overall_verdict([])

@@ -1,9 +1,17 @@
 """A small GPT built from any registered block variant, for the training-stability benchmark.
 
 nanoGPT's shape: token and learned position embeddings, a stack of blocks, a final norm when
-the block asks for one (Pre-LN), and an LM head tied to the token embedding. Initialisation is
-nanoGPT's: N(0, 0.02) everywhere, residual projections N(0, 0.02/sqrt(2L)); a block class may
-refine it for its depth with an ``init_for_depth(n_layers)`` method (DeepNorm's beta scaling).
+the block asks for one (Pre-LN), and an LM head tied to the token embedding. Two
+initialisation schemes (``GPTConfig.init``):
+
+    scaled    nanoGPT's (GPT-2's): N(0, 0.02) everywhere, the residual projections (attention
+              output and second FFN linear) N(0, 0.02/sqrt(2L)), so the residual stream's
+              variance stays about flat in depth
+    unscaled  N(0, 0.02) everywhere with no depth factor: the depth-independent init that
+              Xiong et al. 2020 analyse, under which Pre-LN's residual stream grows with depth
+
+A block class may refine either for its depth with an ``init_for_depth(n_layers)`` method
+(DeepNorm's beta scaling, which is its own depth scaling and applies under both schemes).
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ class GPTConfig:
     block: str = "pre_ln"  # registry name of the block variant
     attention: str = "sdpa"  # registry name of the attention variant inside each block
     dropout: float = 0.0  # 0 keeps runs bitwise reproducible and comparable to the papers
+    init: str = "scaled"  # "scaled" (GPT-2's 1/sqrt(2L) residual projections) or "unscaled"
+
+
+INIT_SCHEMES = ("scaled", "unscaled")
+BASE_STD = 0.02  # std of every weight at init (GPT-2)
 
 
 class GPT(nn.Module):
@@ -35,6 +48,8 @@ class GPT(nn.Module):
         block_variant = get(config.block)
         if block_variant.kind != "block":
             raise ValueError(f"block={config.block!r} is a {block_variant.kind} variant")
+        if config.init not in INIT_SCHEMES:
+            raise ValueError(f"init: expected one of {INIT_SCHEMES}, got {config.init!r}")
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_emb = nn.Embedding(config.block_size, config.d_model)
@@ -52,15 +67,16 @@ class GPT(nn.Module):
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
+                nn.init.normal_(module.weight, std=BASE_STD)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=0.02)
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+                nn.init.normal_(module.weight, std=BASE_STD)
+        residual_std = BASE_STD / math.sqrt(2 * self.config.n_layers)
         for block in self.blocks:
-            for linear in block.residual_projections():
-                nn.init.normal_(linear.weight, std=residual_std)
+            if self.config.init == "scaled":
+                for linear in block.residual_projections():
+                    nn.init.normal_(linear.weight, std=residual_std)
             if hasattr(block, "init_for_depth"):
                 block.init_for_depth(self.config.n_layers)
 

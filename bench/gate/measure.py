@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.gate.sides import SideSpec, Worker, WorkerError
+from attnbench.gate.sides import SideSpec, SideWorker, WorkerError
 from attnbench.gate.stats import Comparison, compare
 from attnbench.gate.verdicts import (
     MEMORY_ABS,
@@ -58,7 +58,7 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class Preset:
+class GatePreset:
     """A case grid and a measurement budget."""
 
     name: str
@@ -72,9 +72,9 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset("tiny", (Shape(Hq=2, Hkv=2, N=64, D=32),), modes=("fwd",), rounds=9,
+    "tiny": GatePreset("tiny", (Shape(Hq=2, Hkv=2, N=64, D=32),), modes=("fwd",), rounds=9,
                    confirm_rounds=15, sample_target_s=0.005, scaling_n=(64, 128), large_n=512),
-    "small": Preset("small", (Shape(), Shape(causal=True))),
+    "small": GatePreset("small", (Shape(), Shape(causal=True))),
 }
 
 
@@ -90,17 +90,19 @@ class GateSettings:
 
 
 @dataclass
-class Outcome:
+class GateOutcome:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def case_key(variant: str, mode: str, shape: Shape) -> str:
-    return f"{variant}:{mode}:{shape.label()}"
+    """The benchmark's case id (``throughput.cases.BenchCase.case_id``) of this attention
+    case: one grammar for the gate's findings and the benchmark's rows."""
+    return f"attention:{variant}:{shape.label()}:{mode}"
 
 
-def interleaved(first: Worker, second: Worker, key: str, inner: int, rounds: int,
+def interleaved(first: SideWorker, second: SideWorker, key: str, inner: int, rounds: int,
                 first_key: str | None = None) -> tuple[list[float], list[float]]:
     """``rounds`` samples per side in A B B A order: any drift or burst of contention lands on
     both sides alike. ``first_key`` times a different case on the first worker (used to race
@@ -115,8 +117,8 @@ def interleaved(first: Worker, second: Worker, key: str, inner: int, rounds: int
 
 # ---- the comparison --------------------------------------------------------------------------
 
-def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: GateSettings,
-                  log: Callable[[str], None] = lambda s: None) -> Outcome:
+def compare_sides(base: SideSpec, head: SideSpec, preset: GatePreset, settings: GateSettings,
+                  log: Callable[[str], None] = lambda s: None) -> GateOutcome:
     """Run the preset on both sides in one job and judge every case.
 
     Timing happens twice for anything that may have slowed down: a screen with ``rounds``
@@ -125,11 +127,11 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
     per cent for their whole life (memory placement on a shared VM), an effect no number of
     samples from the same pair averages out; a regression must reproduce in new processes.
     """
-    outcome = Outcome()
+    outcome = GateOutcome()
     shapes = tuple(s.at(device=settings.device) for s in preset.shapes)
     flagged: list[tuple[str, str, dict, str, Comparison]] = []
     with contextlib.ExitStack() as stack:
-        wa, wb = (stack.enter_context(Worker(side)) for side in (base, head))
+        wa, wb = (stack.enter_context(SideWorker(side)) for side in (base, head))
         wa.wait_ready()  # no baseline: an environment error (exit 2)
         try:
             wb.wait_ready()
@@ -187,14 +189,14 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: Preset, settings: Gate
     return outcome
 
 
-def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
-             settings: GateSettings, outcome: Outcome, log: Callable[[str], None]
+def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: GatePreset,
+             settings: GateSettings, outcome: GateOutcome, log: Callable[[str], None]
              ) -> list[Finding]:
     """Re-measure the flagged cases in fresh workers, with fresh samples (pooling them with
     the screen's would make the decision depend on when we chose to look); the verdict then
     needs both pairs of processes to agree (``confirmed_verdict``)."""
     findings = []
-    with Worker(base) as wa, Worker(head) as wb:
+    with SideWorker(base) as wa, SideWorker(head) as wb:
         for worker in (wa, wb):
             worker.wait_ready()
         for key, name, case, mode, screen in flagged:
@@ -213,7 +215,7 @@ def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: Preset,
     return findings
 
 
-def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list[str]
+def _common_variants(wa: SideWorker, wb: SideWorker, settings: GateSettings, notes: list[str]
                      ) -> tuple[list[str], list[str], dict[str, bool]]:
     """Variants on both sides, variants new on head, and which can be timed."""
     va, vb = wa.request("hello")["variants"], wb.request("hello")["variants"]
@@ -234,7 +236,8 @@ def _common_variants(wa: Worker, wb: Worker, settings: GateSettings, notes: list
     return names, new, timeable
 
 
-def _suite(worker: Worker, name: str, dtype: str, device: str) -> dict[tuple, CheckResult] | str:
+def _suite(worker: SideWorker, name: str, dtype: str, device: str
+           ) -> dict[tuple, CheckResult] | str:
     """One side's verification-suite outcomes keyed by (check, case, direction), or why the
     suite could not run there."""
     try:
@@ -247,8 +250,8 @@ def _suite(worker: Worker, name: str, dtype: str, device: str) -> dict[tuple, Ch
         c["passed"], c["value"], c["bound"], c["message"]) for c in got["checks"]}
 
 
-def _verification(wa: Worker, wb: Worker, names: list[str], new: list[str], dtype: str,
-                  device: str, outcome: Outcome, log: Callable[[str], None]) -> None:
+def _verification(wa: SideWorker, wb: SideWorker, names: list[str], new: list[str], dtype: str,
+                  device: str, outcome: GateOutcome, log: Callable[[str], None]) -> None:
     """The verification suite (``bench.verify.runner``) on every variant, both sides: a check
     that fails on head but not on base fails the gate, and a variant new on head must pass all
     of it. Where the suite cannot run on a side, it is left out with a note, never counted as
@@ -267,7 +270,7 @@ def _verification(wa: Worker, wb: Worker, names: list[str], new: list[str], dtyp
                 ":".join(("verify", name, *key)), name, base.get(key), result))
 
 
-def _side_check(worker: Worker, prepared: dict[str, Any], key: str) -> CheckResult | None:
+def _side_check(worker: SideWorker, prepared: dict[str, Any], key: str) -> CheckResult | None:
     """One side's correctness: the verification of a prepared case, a failure when the variant
     raised on its first call, None when the side cannot run the case at all."""
     if "raised" in prepared:
@@ -281,7 +284,7 @@ def _side_check(worker: Worker, prepared: dict[str, Any], key: str) -> CheckResu
     return CheckResult(got["passed"], got["error_ratio"], got["bound"], got["reason"])
 
 
-def _memory(wa: Worker, wb: Worker, key: str, name: str, settings: GateSettings,
+def _memory(wa: SideWorker, wb: SideWorker, key: str, name: str, settings: GateSettings,
             peaks: dict[tuple[str, str], int]) -> Finding:
     for side, worker in (("base", wa), ("head", wb)):
         peaks[(side, key)] = worker.request("memory", key=key)["peak_bytes"]
@@ -289,8 +292,8 @@ def _memory(wa: Worker, wb: Worker, key: str, name: str, settings: GateSettings,
                           rel=settings.memory_rel, abs_bytes=settings.memory_abs)
 
 
-def _structural(wa: Worker, wb: Worker, names: list[str], timeable: dict[str, bool],
-                preset: Preset, shape: Shape, settings: GateSettings, peaks: dict,
+def _structural(wa: SideWorker, wb: SideWorker, names: list[str], timeable: dict[str, bool],
+                preset: GatePreset, shape: Shape, settings: GateSettings, peaks: dict,
                 log: Callable[[str], None]) -> list[Finding]:
     """Properties that hold on any machine: each variant's memory scaling exponent did not grow,
     and SDPA is faster than naive at large N."""

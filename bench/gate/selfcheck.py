@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.gate.measure import GateSettings, Preset, compare_sides
+from attnbench.gate.measure import GatePreset, GateSettings, compare_sides
 from attnbench.gate.sides import SideSpec
 from attnbench.gate.verdicts import exit_code
 
@@ -57,7 +57,7 @@ def _probe_sides(root: Path, fault: str) -> tuple[SideSpec, SideSpec]:
             SideSpec("head", root, (f"{PLUGINS}.{fault}",), fault))
 
 
-def run_self_check(root: Path, preset: Preset, settings: GateSettings, *, aa_runs: int = 2,
+def run_self_check(root: Path, preset: GatePreset, settings: GateSettings, *, aa_runs: int = 2,
                    power_runs: int = 5, log: Callable[[str], None] = lambda s: None
                    ) -> dict[str, Any]:
     """Measure false alarms and power; returns the numbers and a printable summary."""

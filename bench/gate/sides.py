@@ -43,7 +43,7 @@ class SideSpec:
     description: str = ""  # e.g. "3f2c1ab fix masking", for the summary header
 
 
-class Worker:
+class SideWorker:
     """The driver's handle on one ``bench.gate.worker`` subprocess.
 
     Creating it starts the process; ``wait_ready()`` waits until the side's variants are
@@ -62,7 +62,7 @@ class Worker:
         self.proc = subprocess.Popen(cmd, cwd=DRIVER_ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr)
 
-    def wait_ready(self) -> Worker:
+    def wait_ready(self) -> SideWorker:
         ready = self._read()
         if not ready.get("ok"):
             self.close()
@@ -112,7 +112,7 @@ class Worker:
                 self.proc.wait()
         self.stderr.close()
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> SideWorker:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -133,3 +133,18 @@ def compare(base: Sequence[float], head: Sequence[float], *, confidence: float =
                       ci_low=low, ci_high=high,
                       p_slower=mann_whitney_u(base, head, "greater")[1],
                       p_faster=mann_whitney_u(base, head, "less")[1])
+
+
+def bootstrap_median_ci(values: Sequence[float], *, confidence: float = 0.95,
+                        resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``values`` (e.g. one median per worker
+    process, or one ratio per process). With 3-5 values it is close to [min, max]: an honest
+    width for so few independent processes."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected a number in (0, 1), got {confidence}")
+    x = as_samples(values, "values")
+    rng = np.random.default_rng(seed)
+    medians = np.median(x[rng.integers(0, x.size, (resamples, x.size))], axis=1)  # (resamples,)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(low), float(high)

@@ -1,8 +1,9 @@
 """The gate on two stored results directories (``--baseline DIR --results DIR``): hard gates only.
 
 Correctness compares the verification rows (metric ``passed``, ``error_ratio`` with its
-``bound``), the throughput benchmark's ``error_ratio`` rows and ``error`` rows (a variant that
-newly raises). Memory compares ``mem_peak_bytes`` only when both runs used the same torch and
+``bound``), the throughput benchmark's ``sampled_error_ratio`` rows (judged against the same
+C: 2 for outputs, 3 for gradients) and ``error`` rows (a variant that newly raises). Memory
+compares ``mem_peak_bytes`` only when both runs used the same torch and
 triton (the peak is a property of the libraries as much as of our code); otherwise it says
 how to re-measure both sides in one job. Timing is never compared across jobs: two runs on a
 shared machine differ by more than the regressions worth catching, so it needs the same-job
@@ -28,6 +29,7 @@ from attnbench.results import ResultsError, load_provenance, load_results
 from attnbench.verify.tolerance import C_GRAD, C_OUTPUT
 
 VERSIONED = ("torch", "triton")  # libraries whose version changes a peak
+RATIOS = ("error_ratio", "sampled_error_ratio")  # verify's and the benchmark's (metrics.py)
 EXPONENT_SLACK = 0.25  # a scaling exponent may grow this much before the check warns
 
 
@@ -56,7 +58,7 @@ def checks(frame: pd.DataFrame) -> dict[tuple, CheckResult]:
     """One correctness outcome per key from its rows (rows of other metrics are ignored)."""
     keys = _key_columns(frame)
     out: dict[tuple, CheckResult] = {}
-    relevant = frame[frame.metric.isin(["passed", "error_ratio"]) | (frame.status == "error")]
+    relevant = frame[frame.metric.isin(["passed", *RATIOS]) | (frame.status == "error")]
     for key, rows in relevant.groupby(keys, dropna=False, sort=True):
         errors = rows[rows.status == "error"]
         if len(errors):

@@ -43,6 +43,7 @@ import torch
 from attnbench.runtime import configure_triton
 
 MODES = ("fwd", "fwd+bwd")
+SEED = 1234  # both sides get the same inputs
 
 
 SIDE_PACKAGES = ("kernels", "variants")  # kernels first: variants import them
@@ -126,27 +127,18 @@ def peak_bytes(fn: Callable[[], Any], device: str) -> int:
 class Prepared:
     variant: Any  # the side's registry Variant
     case: Any  # the side's registry Case (backward set for fwd+bwd)
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    dout: torch.Tensor
-    causal: bool
+    fn: Callable[[], Any]  # the benchmark's timed call (``throughput.cases.make_call``)
     mode: str
     device: str
 
-    def call(self) -> torch.Tensor:
-        if self.mode == "fwd":
-            with torch.no_grad():
-                return self.variant(self.q, self.k, self.v, causal=self.causal)
-        q, k, v = (t.detach().requires_grad_(True) for t in (self.q, self.k, self.v))
-        out = self.variant(q, k, v, causal=self.causal)
-        out.backward(self.dout)
-        return out
+    def call(self) -> Any:
+        return self.fn()
 
 
 def prepare(registry: Any, name: str, case: dict[str, Any], mode: str) -> Prepared | str:
-    """Inputs for one case, seeded so both sides get the same numbers; a string is the reason
-    the side cannot run it."""
+    """The benchmark's call for one case (``attnbench.throughput.cases.make_call``: the same
+    inputs, seeded, and the same timed work as ``attnbench bench``) on the side's variant; a
+    string is the reason the side cannot run it."""
     if mode not in MODES:
         return f"mode: expected one of {MODES}, got {mode!r}"
     try:
@@ -163,14 +155,13 @@ def prepare(registry: Any, name: str, case: dict[str, Any], mode: str) -> Prepar
     reasons = registry.not_supported_reasons(variant, registry_case)
     if reasons:
         return "; ".join(reasons)
-    gen = torch.Generator().manual_seed(1234)
-    B, Hq, Hkv, N, D = case["B"], case["Hq"], case["Hkv"], case["N"], case["D"]
+    from attnbench.throughput.cases import BenchCase, make_call
 
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(case["device"])
-
-    prepared = Prepared(variant, registry_case, randn(B, Hq, N, D), randn(B, Hkv, N, D),
-                        randn(B, Hkv, N, D), randn(B, Hq, N, D), case["causal"], mode,
+    bench_case = BenchCase(kind="attention", attention=name, B=case["B"], Hq=case["Hq"],
+                           Hkv=case["Hkv"], N=case["N"], S=case["N"], D=case["D"],
+                           Dv=case["D"], dtype=str(dtype).removeprefix("torch."),
+                           causal=case["causal"], mode=mode, device=case["device"])
+    prepared = Prepared(variant, registry_case, make_call(bench_case, SEED, variant), mode,
                         case["device"])
     prepared.call()  # warm-up; raises here rather than in the middle of a measurement
     return prepared

@@ -29,14 +29,15 @@ class ModelSpec:
     block_size: int = 64  # N: context length of training windows
     batch_size: int = 16  # B
 
-    def build(self, vocab_size: int, block: str, attention: str, depth: int, seed: int) -> GPT:
+    def build(self, vocab_size: int, block: str, attention: str, depth: int, seed: int,
+              init: str = "scaled") -> GPT:
         # The initial weights depend on the seed only. GPT draws them from torch's global
         # generator, so building is serialised: an executor may run jobs in threads.
         with _GLOBAL_RNG:
             torch.manual_seed(seed)
             return GPT(GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layers=depth,
                                  n_heads=self.n_heads, d_model=self.d_model, block=block,
-                                 attention=attention))
+                                 attention=attention, init=init))
 
 
 @dataclass

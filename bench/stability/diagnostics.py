@@ -8,12 +8,22 @@ For one block variant at one depth, on one fixed validation batch:
                             1/sqrt(L) for Pre-LN)
     hidden_norm (per layer) mean per-token L2 norm of the residual stream after each block
                             (layer 0: the embeddings); Pre-LN's grows with depth
-    output_change           Liu et al. 2020 (Admin): mean squared change of the model output
-                            (the LM head's input) when every parameter W gets independent
-                            noise eps * rms(W) * N(0, 1); about O(L) for Post-LN, O(log L) for
-                            Pre-LN. Averaged over a few noise draws.
-    one_step_change         mean squared change of the same output after one AdamW step at
-                            the preset's reference learning rate on this batch
+    output_change           Liu et al. 2020 (Admin), E||F(x, W) - F(x, W + delta)||^2: the
+                            squared L2 change per token of the model output (the LM head's
+                            input) when the sublayers' weights W_i (attention qkv and output
+                            projection, both FFN linears: the parameters of the residual
+                            branches f_i) get independent noise of one absolute std,
+                            eps * 0.02, the same for every sublayer (Admin's analysis assumes
+                            every sublayer's output change has the same variance). About O(N)
+                            in the number of sublayers N for Post-LN, O(log N) for Pre-LN.
+                            Mean over noise draws.
+    output_change_all       the earlier measure, kept to show why it misled: every parameter
+                            (norm gains, embeddings included) gets noise eps * rms(param).
+                            The LayerNorm gains (rms 1) then dominate, and a gain's noise
+                            passes unattenuated down a Post-LN or DeepNorm stream, so both
+                            read the same ~2L * eps^2 * d whatever their residual scaling.
+    one_step_change         squared L2 change per token of the same output after one AdamW
+                            step (beta2 0.95) at the preset's reference learning rate
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Any
 import torch
 from attnbench.stability.common import ModelSpec, Outcome, Stopwatch, metric_row, single_thread
 from attnbench.stability.data import CorpusRef
-from attnbench.variants.gpt import GPT
+from attnbench.variants.gpt import BASE_STD, GPT
 from torch import nn
 
 
@@ -36,19 +46,21 @@ class InitJob:
     attention: str
     depth: int
     seed: int
-    perturbation: float  # eps of the output-change noise, relative to each tensor's rms
+    perturbation: float  # eps: output-change noise std in units of the base init std 0.02
     draws: int  # noise draws averaged for output_change
     step_lr: float  # learning rate of the one-step change
     model: ModelSpec
     corpus: CorpusRef
+    init: str = "scaled"  # GPTConfig.init: "scaled" or "unscaled"
 
     @property
     def case_id(self) -> str:
-        return f"init:{self.block}:{self.attention}:L{self.depth}:seed{self.seed}"
+        return f"init:{self.block}:{self.attention}:L{self.depth}:{self.init}:seed{self.seed}"
 
     def columns(self) -> dict[str, Any]:
         return {"variant": self.block, "block": self.block, "attention": self.attention,
-                "depth": self.depth, "seed": self.seed, "d_model": self.model.d_model}
+                "depth": self.depth, "init": self.init, "seed": self.seed,
+                "d_model": self.model.d_model}
 
 
 def model_output(model: GPT, x: torch.Tensor) -> torch.Tensor:
@@ -78,24 +90,39 @@ def hidden_norms(model: GPT, x: torch.Tensor) -> list[float]:
     return [h.norm(dim=-1).mean().item() for h in captured]
 
 
+def sublayer_weights(model: GPT) -> list[nn.Parameter]:
+    """Admin's W_i: the weight matrices of every residual branch (attention qkv and output
+    projection, both FFN linears). Norm gains and biases, embeddings and biases are not."""
+    return [m.weight for block in model.blocks for m in block.modules()
+            if isinstance(m, nn.Linear)]
+
+
+def squared_change(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over tokens of ||a - b||^2, for outputs of shape (B, N, d_model)."""
+    return (a - b).pow(2).sum(dim=-1).mean().item()
+
+
 @torch.no_grad()
 def output_change(model: GPT, x: torch.Tensor, eps: float, draws: int,
-                  generator: torch.Generator) -> float:
-    """Mean squared output change under relative Gaussian parameter noise (Admin's measure).
-    Zero tensors (biases at init) have rms 0 and stay put."""
+                  generator: torch.Generator, *, every_parameter: bool = False) -> float:
+    """E||F(x, W) - F(x, W + delta)||^2 over ``draws`` Gaussian perturbations (Admin's output
+    change). By default delta has std eps * 0.02 on the sublayer weights only (see the module
+    docstring); ``every_parameter`` perturbs every tensor by eps * its own rms instead."""
     reference = model_output(model, x)
     changes = []
     for _ in range(draws):
         perturbed = copy.deepcopy(model)
-        for p in perturbed.parameters():
-            rms = p.pow(2).mean().sqrt()
-            p.add_(torch.randn(p.shape, generator=generator) * (eps * rms))
-        changes.append((model_output(perturbed, x) - reference).pow(2).mean().item())
+        targets = list(perturbed.parameters()) if every_parameter else sublayer_weights(
+            perturbed)
+        for p in targets:
+            std = eps * p.pow(2).mean().sqrt() if every_parameter else eps * BASE_STD
+            p.add_(torch.randn(p.shape, generator=generator) * std)
+        changes.append(squared_change(model_output(perturbed, x), reference))
     return sum(changes) / len(changes)
 
 
 def one_step_change(model: GPT, x: torch.Tensor, y: torch.Tensor, lr: float) -> float:
-    """Mean squared output change after one AdamW step (the optimiser of the training runs)."""
+    """Squared output change per token after one AdamW step (the training runs' optimiser)."""
     stepped = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(stepped.parameters(), lr=lr, betas=(0.9, 0.95),
                                   weight_decay=0.0)
@@ -103,7 +130,7 @@ def one_step_change(model: GPT, x: torch.Tensor, y: torch.Tensor, lr: float) -> 
     loss.backward()
     optimizer.step()
     with torch.no_grad():
-        return (model_output(stepped, x) - model_output(model, x)).pow(2).mean().item()
+        return squared_change(model_output(stepped, x), model_output(model, x))
 
 
 def layer_grad_norms(model: GPT) -> list[float]:
@@ -120,7 +147,7 @@ def _init_diagnostics(job: InitJob) -> Outcome:
     clock = Stopwatch()
     spec = job.model
     data = job.corpus.load(spec.block_size)
-    model = spec.build(len(data.vocab), job.block, job.attention, job.depth, job.seed)
+    model = spec.build(len(data.vocab), job.block, job.attention, job.depth, job.seed, job.init)
     x, y = data.val_batches(1, spec.batch_size, spec.block_size)[0]
 
     _, loss = model(x, y)
@@ -132,6 +159,8 @@ def _init_diagnostics(job: InitJob) -> Outcome:
 
     generator = torch.Generator().manual_seed(job.seed)
     change = output_change(model, x, job.perturbation, job.draws, generator)
+    change_all = output_change(model, x, job.perturbation, job.draws, generator,
+                               every_parameter=True)
     step_change = one_step_change(model, x, y, job.step_lr)
 
     cols = job.columns()
@@ -140,6 +169,7 @@ def _init_diagnostics(job: InitJob) -> Outcome:
              for i, h in enumerate(hidden_norms(model, x))]
     rows += [metric_row(cols, "last_ffn_grad_norm", last_ffn_grad),
              metric_row(cols, "output_change", change),
+             metric_row(cols, "output_change_all", change_all),
              metric_row(cols, "one_step_change", step_change)]
     summary = (f"{job.case_id}: last FFN grad {last_ffn_grad:.3g}, output change {change:.3g}, "
                f"one-step change {step_change:.3g}")

@@ -1,8 +1,12 @@
 """From the results table alone: per-group summaries (learning-rate sensitivity, the lowest
-diverging learning rate) and, for each published finding, whether this run reproduced it.
+diverging learning rate) and, for each published finding, its verdict over seeds.
 
-Each finding has a criterion fixed in advance (stated in its evidence) and is "skipped" when
-the run did not measure what the criterion needs (e.g. ``--variant post_ln`` alone).
+Each finding has a criterion fixed in advance (stated in its evidence), is tested per regime
+(depth, lr, AdamW beta2, warm-up, steps, init scheme) and per seed, and is decided over seeds
+by ``verdicts.seed_verdict``: reproduced / not reproduced / inconclusive, with the regime and
+the seeds agreeing in its text. It is "not measured" when the run did not measure what the
+criterion needs (e.g. ``--variant post_ln`` alone). A finding never claims beyond the regimes
+that ran: the evidence names them.
 """
 
 from __future__ import annotations
@@ -13,13 +17,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from attnbench.stability.verdicts import lowest_diverging_lr, lr_sensitivity
+from attnbench.stability.verdicts import (
+    lowest_diverging_lr,
+    lr_sensitivity,
+    overall_verdict,
+    seed_verdict,
+)
 
-GROUP = ["block", "attention", "depth", "warmup"]  # a learning-rate sweep
-RUN_COLUMNS = [*GROUP, "lr", "seed", "verdict"]
+REGIME = ["attention", "depth", "beta2", "init", "steps"]  # what a finding's regime fixes
+GROUP = ["block", "attention", "depth", "warmup", "beta2", "init"]  # a learning-rate sweep
+RUN_COLUMNS = [*GROUP, "lr", "seed", "steps", "verdict"]
+DEFAULTS = {"beta2": 0.95, "init": "scaled"}  # runs recorded before these were swept
 LINEAR = (0.75, 1.25)  # "about linear": log-log exponent of a quantity vs depth in this range
+FLAT = 0.25  # "does not change with depth": |exponent| at most this
+SHRINK = (-0.75, -0.25)  # "shrinks like 1/sqrt(L)": exponent in this range (-0.5 ideal)
 LOGIT_RATIO = 10.0  # Pre-LN's max logit over QK-norm's at the top learning rate, at least
 LOGIT_BOUND = 100.0  # QK-norm's max logit at every learning rate, at most (1e4 diverges)
+PAPER_INIT = "unscaled"  # the init Xiong et al. and Admin analyse: no depth scaling
 
 
 @dataclass(frozen=True)
@@ -28,14 +42,26 @@ class Finding:
     claim: str
     source: str
     blocks: tuple[str, ...]
-    reproduced: bool | None  # None: this run did not measure it
+    reproduced: bool | None  # None: inconclusive or not measured (see verdict)
     evidence: str
+    verdict: str = ""  # reproduced / not reproduced / inconclusive / not measured
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            default = {True: "reproduced", False: "not reproduced", None: "not measured"}
+            object.__setattr__(self, "verdict", default[self.reproduced])
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"variant": ",".join(self.blocks), "status": "skipped" if self.reproduced is None
-                 else "ok", "metric": "reproduced", "unit": "bool", "reason": self.evidence,
+        measured = self.verdict != "not measured"
+        return [{"variant": ",".join(self.blocks), "status": "ok" if measured else "skipped",
+                 "metric": "reproduced", "unit": "bool", "reason": self.evidence,
                  "value": None if self.reproduced is None else int(self.reproduced),
-                 "claim": self.claim, "source": self.source}]
+                 "verdict": self.verdict, "claim": self.claim, "source": self.source}]
+
+
+def decided(f: Finding, verdict: str, evidence: str) -> Finding:
+    reproduced = {"reproduced": True, "not reproduced": False}.get(verdict)
+    return Finding(f.slug, f.claim, f.source, f.blocks, reproduced, evidence, verdict)
 
 
 def _wide(frame: pd.DataFrame, prefix: str, columns: list[str]) -> pd.DataFrame:
@@ -48,6 +74,10 @@ def _wide(frame: pd.DataFrame, prefix: str, columns: list[str]) -> pd.DataFrame:
         rows = rows[rows["layer"].isna()]
     if rows.empty:
         return pd.DataFrame(columns=columns)
+    rows = rows.assign(**{c: rows[c].fillna(v) if c in rows else v
+                          for c, v in DEFAULTS.items() if c in columns})
+    if "steps" in columns and "steps" not in rows:
+        rows = rows.assign(steps=math.nan)
     values = pd.to_numeric(rows["value"], errors="coerce")
     metrics = rows.assign(value=values).pivot(index="case_id", columns="metric", values="value")
     params = rows.drop_duplicates("case_id").set_index("case_id")[columns]
@@ -61,7 +91,7 @@ def train_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def init_runs(frame: pd.DataFrame) -> pd.DataFrame:
-    return _wide(frame, "init:", ["block", "attention", "depth", "seed"])
+    return _wide(frame, "init:", ["block", "attention", "depth", "init", "seed"])
 
 
 def depth_exponent(depths: list[float], values: list[float]) -> float:
@@ -72,16 +102,34 @@ def depth_exponent(depths: list[float], values: list[float]) -> float:
             / sum((x - mx) ** 2 for x in xs))
 
 
+def regime_text(key: dict[str, Any], warmup: int | None = None) -> str:
+    """'depth 6, lr 0.003, beta2 0.999, warm-up 100 (33 %), 300 steps, init scaled'."""
+    parts = [f"depth {int(key['depth'])}"] if "depth" in key else []
+    if "lr" in key:
+        parts.append(f"lr {key['lr']:g}")
+    parts.append(f"beta2 {key['beta2']:g}")
+    steps = key.get("steps")
+    if warmup is not None:
+        share = f" ({100 * warmup / steps:.0f} %)" if steps == steps and steps else ""
+        parts.append(f"warm-up {warmup}{share}")
+    if steps == steps and steps:
+        parts.append(f"{int(steps)} steps")
+    parts.append(f"init {key['init']}")
+    return ", ".join(parts)
+
+
 # --- per-group summaries ----------------------------------------------------------------------
 
 def summary_cases(runs: pd.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
-    """lr_sensitivity and lowest_diverging_lr for every (block, attention, depth, warmup)."""
+    """lr_sensitivity and lowest_diverging_lr for every (block, attention, depth, warmup,
+    beta2, init)."""
     cases = []
     for key, group in runs.groupby(GROUP):
         cols = dict(zip(GROUP, key, strict=True))
         cols = {"variant": cols["block"], **cols, "depth": int(cols["depth"]),
                 "warmup": int(cols["warmup"])}
-        name = f"{cols['block']}:{cols['attention']}:L{cols['depth']}:wu{cols['warmup']}"
+        name = (f"{cols['block']}:{cols['attention']}:L{cols['depth']}:wu{cols['warmup']}"
+                f":b2{cols['beta2']:g}:{cols['init']}")
         lrs, seeds = sorted(group["lr"].unique()), sorted(group["seed"].unique())
         grid = f"lrs {', '.join(f'{lr:g}' for lr in lrs)}; seeds {[int(s) for s in seeds]}"
         if len(lrs) > 1:
@@ -115,89 +163,60 @@ def _outcome(runs: pd.DataFrame) -> str:
     return f"{loss:.2f}{' mean' if len(runs) > 1 else ''} {verdicts}"
 
 
+def _by_seed(runs: pd.DataFrame) -> dict[int, bool]:
+    """seed -> diverged, for runs of one configuration."""
+    return {int(s): bool(d > 0) for s, d in zip(runs["seed"], runs["diverged"], strict=True)}
+
+
+def _judge(f: Finding, tested: list[tuple[str, int, int, str]], criterion: str) -> Finding:
+    """The overall verdict from (regime text, seeds showing, seeds, detail) per tested regime:
+    the regimes where it was reproduced (or, failing that, the closest) lead the text."""
+    verdicts = [seed_verdict(show, n) for _, show, n, _ in tested]
+    verdict = overall_verdict(verdicts)
+    lead = [t for t, v in zip(tested, verdicts, strict=True) if v == "reproduced"] or sorted(
+        tested, key=lambda t: -t[1] / t[2])[:1]
+    head = "; ".join(f"{verdict} at {text}: {show}/{n} seeds agreeing"
+                     for text, show, n, _ in lead)
+    others = [f"{text}: {show}/{n} ({seed_verdict(show, n)})"
+              for text, show, n, _ in tested if (text, show, n, _) not in lead]
+    details = " | ".join(f"{text}: {detail}" for text, _, _, detail in tested)
+    evidence = (f"{head}. Criterion, per seed: {criterion}; decided over seeds (all agreeing: "
+                "reproduced, none: not reproduced, else inconclusive)."
+                + (f" Other regimes tested: {'; '.join(others)}." if others else "")
+                + f" Final val loss and verdicts: {details}")
+    return decided(f, verdict, evidence)
+
+
 def warmup_finding(runs: pd.DataFrame) -> Finding:
     f = Finding("postln-needs-warmup", "Post-LN needs learning-rate warm-up at depth; Pre-LN "
                 "trains without it", "Xiong et al. 2020 (arXiv 2002.04745)",
                 ("post_ln", "pre_ln"), None, "")
     post, pre = runs[runs["block"] == "post_ln"], runs[runs["block"] == "pre_ln"]
-    depths = [d for d in sorted(set(post["depth"]))
-              if (post[post["depth"] == d]["warmup"] == 0).any()
-              and (post[post["depth"] == d]["warmup"] > 0).any()
-              and (pre[(pre["depth"] == d)]["warmup"] == 0).any()]
-    if not depths:
-        return _skip(f, "needs post_ln with and without warm-up and pre_ln without warm-up at "
-                        "one depth")
-    depth = depths[-1]
-    warm = int(post[(post["depth"] == depth)]["warmup"].max())
-    configs = {"post_ln/wu0": post[(post["depth"] == depth) & (post["warmup"] == 0)],
-               f"post_ln/wu{warm}": post[(post["depth"] == depth) & (post["warmup"] == warm)],
-               "pre_ln/wu0": pre[(pre["depth"] == depth) & (pre["warmup"] == 0)]}
-    lrs = sorted(set.intersection(*(set(c["lr"]) for c in configs.values())))
-    cold, warmed, pre_cold = (configs[k] for k in configs)
+    tested = []
+    for key, cold in post[post["warmup"] == 0].groupby([*REGIME, "lr"], dropna=False):
+        sel = dict(zip([*REGIME, "lr"], key, strict=True))
 
-    def all_diverged(c: pd.DataFrame, lr: float) -> bool:
-        return bool((c[c["lr"] == lr]["diverged"] > 0).all())
+        def match(c: pd.DataFrame, sel: dict = sel) -> pd.DataFrame:
+            return c[(c[list(sel)].fillna(-1) == pd.Series(sel).fillna(-1)).all(axis=1)]
 
-    def none_diverged(c: pd.DataFrame, lr: float) -> bool:
-        return bool((c[c["lr"] == lr]["diverged"] == 0).all())
-
-    witness = [lr for lr in lrs if all_diverged(cold, lr) and none_diverged(warmed, lr)
-               and none_diverged(pre_cold, lr)]
-    table = "; ".join(f"lr {lr:g}: " + ", ".join(f"{k} {_outcome(c[c['lr'] == lr])}"
-                                                  for k, c in configs.items()) for lr in lrs)
-    seeds = sorted(int(s) for s in cold["seed"].unique())
-    head = (f"reproduced at lr {', '.join(f'{lr:g}' for lr in witness)}" if witness else
-            "no lr at which post_ln without warm-up diverged while post_ln with warm-up and "
-            "pre_ln without warm-up both stayed healthy")
-    evidence = (f"{head} (depth {depth}, seeds {seeds}; criterion: such an lr exists, every "
-                f"seed agreeing). Final val loss and verdict: {table}")
-    return Finding(f.slug, f.claim, f.source, f.blocks, bool(witness), evidence)
-
-
-def _depth_trend(init: pd.DataFrame, metric: str) -> dict[str, tuple[float, list, list]]:
-    """Per block: (exponent, depths, seed-mean values) of ``metric`` against depth."""
-    trends = {}
-    for block, group in init.groupby("block"):
-        means = group.groupby("depth")[metric].mean()
-        if len(means) >= 3 and (means > 0).all():
-            depths, values = list(means.index), list(means.values)
-            trends[block] = (depth_exponent(depths, values), depths, values)
-    return trends
-
-
-def _trend_words(trends: dict[str, tuple[float, list, list]], blocks: list[str]) -> str:
-    return "; ".join(f"{b} {e:+.2f} ({vals[0]:.3g} at L{ds[0]} -> {vals[-1]:.3g} at L{ds[-1]})"
-                     for b, (e, ds, vals) in trends.items() if b in blocks)
-
-
-def output_change_finding(init: pd.DataFrame) -> Finding:
-    f = Finding("output-change-depth", "Post-LN's output change under parameter perturbation "
-                "grows about linearly with depth, Pre-LN's sub-linearly",
-                "Liu et al. 2020, Admin (arXiv 2004.08249)", ("post_ln", "pre_ln"), None, "")
-    trends = _depth_trend(init, "output_change") if "output_change" in init else {}
-    if not {"post_ln", "pre_ln"} <= trends.keys():
-        return _skip(f, "needs init diagnostics of post_ln and pre_ln at 3 or more depths")
-    post, pre = trends["post_ln"][0], trends["pre_ln"][0]
-    ok = LINEAR[0] <= post <= LINEAR[1] and pre < LINEAR[0]
-    others = _trend_words(trends, [b for b in trends if b not in f.blocks])
-    evidence = (f"log-log exponent vs depth: {_trend_words(trends, list(f.blocks))} (criterion: "
-                f"post_ln in [{LINEAR[0]}, {LINEAR[1]}], pre_ln below {LINEAR[0]})"
-                + (f"; other blocks: {others}" if others else ""))
-    return Finding(f.slug, f.claim, f.source, f.blocks, ok, evidence)
-
-
-def last_ffn_finding(init: pd.DataFrame) -> Finding:
-    f = Finding("last-ffn-grad-depth", "At init the last FFN weight's gradient does not shrink "
-                "with depth in Post-LN and shrinks like 1/sqrt(L) in Pre-LN",
-                "Xiong et al. 2020 (arXiv 2002.04745)", ("post_ln", "pre_ln"), None, "")
-    trends = _depth_trend(init, "last_ffn_grad_norm") if "last_ffn_grad_norm" in init else {}
-    if not {"post_ln", "pre_ln"} <= trends.keys():
-        return _skip(f, "needs init diagnostics of post_ln and pre_ln at 3 or more depths")
-    post, pre = trends["post_ln"][0], trends["pre_ln"][0]
-    ok = abs(post) <= 0.25 and -0.75 <= pre <= -0.25
-    evidence = (f"log-log exponent vs depth: {_trend_words(trends, list(f.blocks))} (criterion: "
-                "post_ln within +-0.25, pre_ln in [-0.75, -0.25])")
-    return Finding(f.slug, f.claim, f.source, f.blocks, ok, evidence)
+        pre_cold = match(pre)
+        pre_cold = pre_cold[pre_cold["warmup"] == 0]
+        for warm in sorted(w for w in match(post)["warmup"].unique() if w > 0):
+            warmed = match(post)
+            warmed = warmed[warmed["warmup"] == warm]
+            c, w, p = _by_seed(cold), _by_seed(warmed), _by_seed(pre_cold)
+            seeds = sorted(set(c) & set(w) & set(p))
+            if not seeds:
+                continue
+            show = sum(c[s] and not w[s] and not p[s] for s in seeds)
+            detail = (f"post_ln/wu0 {_outcome(cold)}, post_ln/wu{warm} {_outcome(warmed)}, "
+                      f"pre_ln/wu0 {_outcome(pre_cold)}")
+            tested.append((regime_text(sel, int(warm)), show, len(seeds), detail))
+    if not tested:
+        return _skip(f, "needs post_ln with and without warm-up and pre_ln without warm-up in "
+                        "one regime (depth, lr, beta2, init), on the same seeds")
+    return _judge(f, tested, "post_ln without warm-up diverged, post_ln with the warm-up and "
+                             "pre_ln without warm-up both stayed healthy")
 
 
 def logit_finding(runs: pd.DataFrame) -> Finding:
@@ -205,25 +224,34 @@ def logit_finding(runs: pd.DataFrame) -> Finding:
                 "Pre-LN's grows with the learning rate", "Wortsman et al. 2023 "
                 "(arXiv 2309.14322)", ("pre_ln", "qk_norm"), None, "")
     pre, qk = runs[runs["block"] == "pre_ln"], runs[runs["block"] == "qk_norm"]
-    shared = sorted(set(zip(pre["depth"], pre["warmup"], strict=True))
-                    & set(zip(qk["depth"], qk["warmup"], strict=True)),
-                    key=lambda dw: (-dw[0], dw[1]))
-    if not shared:
-        return _skip(f, "needs pre_ln and qk_norm runs at the same depth and warm-up")
-    depth, warmup = shared[0]
+    keys = [*REGIME, "warmup"]
+    tested = []
+    for key, q in qk.groupby(keys, dropna=False):
+        sel = dict(zip(keys, key, strict=True))
+        p = pre[(pre[keys].fillna(-1) == pd.Series(sel).fillna(-1)).all(axis=1)]
+        lrs = sorted(set(p["lr"]) & set(q["lr"]))
+        seeds = sorted(set(p["seed"]) & set(q["seed"]))
+        if not lrs or not seeds:
+            continue
+        top = lrs[-1]
 
-    def logits(c: pd.DataFrame) -> pd.Series:  # max over seeds, per lr
-        return c[(c["depth"] == depth) & (c["warmup"] == warmup)].groupby("lr")["max_logit"].max()
+        def logit(c: pd.DataFrame, lr: float, seed: int) -> float:
+            return float(c[(c["lr"] == lr) & (c["seed"] == seed)]["max_logit"].max())
 
-    pre_l, qk_l = logits(pre), logits(qk)
-    lrs = sorted(set(pre_l.index) & set(qk_l.index))
-    top = lrs[-1]
-    ok = bool(pre_l[top] >= LOGIT_RATIO * qk_l[top] and qk_l.max() <= LOGIT_BOUND)
-    table = "; ".join(f"lr {lr:g}: pre_ln {pre_l[lr]:.3g}, qk_norm {qk_l[lr]:.3g}" for lr in lrs)
-    evidence = (f"max attention logit (depth {depth}, warm-up {warmup}, max over seeds): {table} "
-                f"(criterion: at the top lr pre_ln >= {LOGIT_RATIO:g}x qk_norm, and qk_norm <= "
-                f"{LOGIT_BOUND:g} at every lr)")
-    return Finding(f.slug, f.claim, f.source, f.blocks, ok, evidence)
+        show = sum(logit(p, top, s) >= LOGIT_RATIO * logit(q, top, s)
+                   and max(logit(q, lr, s) for lr in lrs) <= LOGIT_BOUND for s in seeds)
+        detail = "; ".join(
+            f"lr {lr:g}: pre_ln {p[p['lr'] == lr]['max_logit'].min():.3g}.."
+            f"{p[p['lr'] == lr]['max_logit'].max():.3g}, qk_norm "
+            f"{q[q['lr'] == lr]['max_logit'].min():.3g}..{q[q['lr'] == lr]['max_logit'].max():.3g}"
+            for lr in lrs)
+        text = f"{regime_text(sel, int(sel['warmup']))}, lrs {', '.join(f'{x:g}' for x in lrs)}"
+        tested.append((text, show, len(seeds), f"max attention logit (range over seeds) "
+                                               f"{detail}"))
+    if not tested:
+        return _skip(f, "needs pre_ln and qk_norm runs in the same regime on the same seeds")
+    return _judge(f, tested, f"at the top lr pre_ln's max logit >= {LOGIT_RATIO:g}x qk_norm's, "
+                             f"and qk_norm's <= {LOGIT_BOUND:g} at every lr")
 
 
 def evaluate_findings(frame: pd.DataFrame) -> list[Finding]:
@@ -237,3 +265,10 @@ def derived_cases(frame: pd.DataFrame, findings: list[Finding]
     """Every derived case to write: summaries per sweep group, then one per finding."""
     return [*summary_cases(train_runs(frame)),
             *((f"finding:{f.slug}", f.rows()) for f in findings)]
+
+
+# The findings at initialisation live in their own module (which imports the helpers above).
+from attnbench.stability.init_findings import (  # noqa: E402
+    last_ffn_finding,
+    output_change_finding,
+)

@@ -4,14 +4,26 @@ A preset is a plain dict (the built-ins below, or a JSON file passed as ``--pres
     model      d_model, n_heads, block_size (N), batch_size (B) of every model
     attention  the attention variant inside every block
     train      steps, eval_every, eval_batches and a list of grids; each grid is a product
-               blocks x depths x lrs x warmups x seeds
-    init       blocks x depths x seeds for the initialisation diagnostics, with the noise
-               scale (perturbation), noise draws and the one-step learning rate (step_lr)
+               blocks x depths x lrs x warmups x beta2s x inits x seeds. A warm-up is an int
+               (steps) or a float in (0, 1) (that fraction of the steps); beta2s (AdamW's
+               second-moment decay, default [0.95]) and inits ("scaled" / "unscaled", see
+               ``variants.gpt``; default ["scaled"]) may be left out
+    init       blocks x depths x inits x seeds for the initialisation diagnostics, with the
+               noise scale (perturbation), noise draws and the one-step learning rate (step_lr)
+``blocks`` may be "all": every block variant registered when the preset is expanded
+(built-ins and plugins).
 
-``quick`` is the pilot's model (d=64, 6 layers, 300 steps; docs/methods.md, "Stability
-criteria") on a half-decade learning-rate grid; ``full`` is Wortsman et al.'s grid over depths
-2 to 12, every block variant and 3 seeds. Both are fixed in advance and are not tuned to agree
-with the papers.
+The regimes are chosen where the papers' effects are expected, and every preset is fixed in
+advance, not tuned to agree with the papers. Post-LN's need for warm-up shows with Adam's usual
+beta2 (Xiong et al. 2020 used 0.98; here 0.999) at lr 3e-3 and 1e-2; in a probe at depth 6, lr
+3e-3, 100 warm-up steps rescued Post-LN and 30 (10 %) did not, so the presets test both.
+QK-norm's bound on the attention logits shows at high learning rates (Wortsman et al. 2023,
+beta2 0.95). The initialisation findings are measured under both init schemes.
+
+``quick`` (under 10 minutes on 2 idle cores) tests each finding at depth 6 with 3 seeds;
+``standard`` (the reference result, about an hour of CPU time on 2 cores) adds depths 2 and 12,
+the lr grid 1e-3..1e-2, both beta2 and warm-up 0 / 10 % (and 33 % at depth 6); ``full`` is
+Wortsman et al.'s lr grid over every block variant, depths 2 to 12 and both beta2.
 """
 
 from __future__ import annotations
@@ -26,42 +38,83 @@ from attnbench.stability.common import ModelSpec
 from attnbench.stability.data import CorpusRef
 from attnbench.stability.diagnostics import InitJob
 from attnbench.stability.train import TrainJob
+from attnbench.variants.gpt import INIT_SCHEMES
 
-ALL_BLOCKS = ["post_ln", "pre_ln", "pre_rmsnorm", "deepnorm", "sandwich", "qk_norm"]
 WORTSMAN_LRS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
 PILOT_MODEL = {"d_model": 64, "n_heads": 4, "block_size": 64, "batch_size": 16}
 INIT_MEASURES = {"perturbation": 0.01, "draws": 4, "step_lr": 1e-3}
+SEEDS = [0, 1, 2]
+ADAM_BETA2, WORTSMAN_BETA2 = 0.999, 0.95
+TRAIN = {"steps": 300, "eval_every": 50, "eval_batches": 4}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "description": "Post-LN vs Pre-LN (with and without warm-up) and QK-norm at depth 6, "
-                       "lr 1e-3..1e-1, 1 seed; init diagnostics at depths 2-12",
+        "description": "depth 6, 3 seeds: Post-LN vs Pre-LN with warm-up 0 / 100 at lr 3e-3, "
+                       "1e-2 (beta2 0.999); Pre-LN vs QK-norm at lr 3e-2, 1e-1 (beta2 0.95); "
+                       "init diagnostics of every block at depths 2-12, both init schemes",
         "model": PILOT_MODEL,
         "attention": "sdpa",
-        "train": {"steps": 300, "eval_every": 50, "eval_batches": 4, "grids": [
-            {"blocks": ["post_ln", "pre_ln"], "depths": [6], "lrs": WORTSMAN_LRS[1:6],
-             "warmups": [0, 100], "seeds": [0]},
-            {"blocks": ["qk_norm"], "depths": [6], "lrs": WORTSMAN_LRS[1:6],
-             "warmups": [0], "seeds": [0]},
+        "train": {**TRAIN, "grids": [
+            {"blocks": ["post_ln", "pre_ln"], "depths": [6], "lrs": [3e-3, 1e-2],
+             "warmups": [0, 100], "beta2s": [ADAM_BETA2], "seeds": SEEDS},
+            {"blocks": ["pre_ln", "qk_norm"], "depths": [6], "lrs": [3e-2, 1e-1],
+             "warmups": [0], "beta2s": [WORTSMAN_BETA2], "seeds": SEEDS},
         ]},
-        "init": {"blocks": ALL_BLOCKS, "depths": [2, 4, 6, 8, 12], "seeds": [0],
-                 **INIT_MEASURES},
+        "init": {"blocks": "all", "depths": [2, 4, 8, 12], "inits": list(INIT_SCHEMES),
+                 "seeds": SEEDS, **INIT_MEASURES},
+    },
+    "standard": {
+        "description": "the reference result: Post-LN and Pre-LN at depths 2, 6, 12 x lr "
+                       "1e-3..1e-2 x warm-up 0 / 10 % (33 % at depth 6) x beta2 0.95 / 0.999 "
+                       "x 3 seeds; Pre-LN "
+                       "vs QK-norm at lr 3e-2, 1e-1; init diagnostics at depths 2-12, both "
+                       "init schemes, 3 seeds",
+        "model": PILOT_MODEL,
+        "attention": "sdpa",
+        "train": {**TRAIN, "grids": [
+            {"blocks": ["post_ln", "pre_ln"], "depths": [2, 6, 12], "lrs": WORTSMAN_LRS[1:4],
+             "warmups": [0, 0.1], "beta2s": [WORTSMAN_BETA2, ADAM_BETA2], "seeds": SEEDS},
+            {"blocks": ["post_ln", "pre_ln"], "depths": [6], "lrs": WORTSMAN_LRS[2:4],
+             "warmups": [0.33], "beta2s": [WORTSMAN_BETA2, ADAM_BETA2], "seeds": SEEDS},
+            {"blocks": ["pre_ln", "qk_norm"], "depths": [6], "lrs": [3e-2, 1e-1],
+             "warmups": [0], "beta2s": [WORTSMAN_BETA2], "seeds": SEEDS},
+        ]},
+        "init": {"blocks": "all", "depths": [2, 3, 4, 6, 8, 12], "inits": list(INIT_SCHEMES),
+                 "seeds": SEEDS, **INIT_MEASURES},
     },
     "full": {
         "description": "every block variant x Wortsman's lr grid x depths 2-12 x warm-up "
-                       "{0, 100} x 3 seeds; init diagnostics at depths 2-12, 3 seeds",
+                       "{0, 100} x beta2 {0.95, 0.999} x 3 seeds; init diagnostics at depths "
+                       "2-12, both init schemes, 3 seeds",
         "model": PILOT_MODEL,
         "attention": "sdpa",
-        "train": {"steps": 300, "eval_every": 50, "eval_batches": 4, "grids": [
-            {"blocks": ALL_BLOCKS, "depths": [2, 4, 6, 8, 10, 12], "lrs": WORTSMAN_LRS,
-             "warmups": [0, 100], "seeds": [0, 1, 2]},
+        "train": {**TRAIN, "grids": [
+            {"blocks": "all", "depths": [2, 4, 6, 8, 10, 12], "lrs": WORTSMAN_LRS,
+             "warmups": [0, 100], "beta2s": [WORTSMAN_BETA2, ADAM_BETA2], "seeds": SEEDS},
         ]},
-        "init": {"blocks": ALL_BLOCKS, "depths": [2, 3, 4, 6, 8, 10, 12], "seeds": [0, 1, 2],
-                 **INIT_MEASURES},
+        "init": {"blocks": "all", "depths": [2, 3, 4, 6, 8, 10, 12],
+                 "inits": list(INIT_SCHEMES), "seeds": SEEDS, **INIT_MEASURES},
     },
 }
 
 GRID_KEYS = {"blocks", "depths", "lrs", "warmups", "seeds"}
+GRID_OPTIONAL = {"beta2s": [WORTSMAN_BETA2], "inits": ["scaled"]}
+
+
+def registered_blocks() -> list[str]:
+    """Every block variant in the registry (built-ins and loaded plugins)."""
+    from attnbench.variants.registry import list_variants
+
+    return [v.name for v in list_variants("block")]
+
+
+def resolve_blocks(blocks: str | list[str]) -> list[str]:
+    return registered_blocks() if blocks == "all" else list(blocks)
+
+
+def warmup_steps(warmup: int | float, steps: int) -> int:
+    """A warm-up given in steps (int) or as a fraction of the steps (float in (0, 1))."""
+    return warmup if isinstance(warmup, int) else round(warmup * steps)
 
 
 class PresetError(ValueError):
@@ -93,10 +146,32 @@ def _numbers(where: str, values: Any, kind: type, minimum: float) -> list:
 
 
 def _names(where: str, values: Any) -> list:
+    if values == "all":
+        return values
     if not isinstance(values, list) or not values or not all(
             isinstance(v, str) and v for v in values):
-        raise PresetError(f"{where}: expected a non-empty list of variant names, got {values!r}")
+        raise PresetError(f"{where}: expected 'all' or a non-empty list of variant names, "
+                          f"got {values!r}")
     return values
+
+
+def _warmups(where: str, values: Any, steps: int) -> None:
+    """Warm-ups: ints 0 <= w < steps (steps), or floats 0 < f < 1 (a fraction of the steps)."""
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool):
+            return False
+        return 0 <= v < steps if isinstance(v, int) else isinstance(v, float) and 0 < v < 1
+
+    if not isinstance(values, list) or not values or not all(ok(v) for v in values):
+        raise PresetError(f"{where}: expected a non-empty list of warm-up steps (int, 0 <= w < "
+                          f"steps = {steps}) or fractions of the steps (float in (0, 1)), got "
+                          f"{values!r}")
+
+
+def _inits(where: str, values: Any) -> None:
+    if not isinstance(values, list) or not values or not set(values) <= set(INIT_SCHEMES):
+        raise PresetError(f"{where}: expected a non-empty list of {list(INIT_SCHEMES)}, got "
+                          f"{values!r}")
 
 
 @dataclass(frozen=True)
@@ -143,17 +218,19 @@ class Preset:
                               f"grids, got {train['grids']!r}")
         for i, grid in enumerate(train["grids"]):
             where = f"preset {self.name}: train.grids[{i}]"
-            _keys(where, grid, GRID_KEYS)
+            _keys(where, grid, GRID_KEYS, set(GRID_OPTIONAL))
             _names(f"{where}.blocks", grid["blocks"])
             _numbers(f"{where}.depths", grid["depths"], int, 1)
             _numbers(f"{where}.lrs", grid["lrs"], float, 0.0)
             _numbers(f"{where}.seeds", grid["seeds"], int, 0)
-            if max(_numbers(f"{where}.warmups", grid["warmups"], int, 0)) >= steps:
-                raise PresetError(f"{where}.warmups: each must be below steps ({steps}), got "
-                                  f"{grid['warmups']}")
+            _warmups(f"{where}.warmups", grid["warmups"], steps)
+            beta2s = _numbers(f"{where}.beta2s", grid.get("beta2s", [0.5]), float, 0.0)
+            if max(beta2s) >= 1:
+                raise PresetError(f"{where}.beta2s: each must be in (0, 1), got {beta2s}")
+            _inits(f"{where}.inits", grid.get("inits", ["scaled"]))
         init = d["init"]
         _keys(f"preset {self.name}: init", init,
-              {"blocks", "depths", "seeds", "perturbation", "draws", "step_lr"})
+              {"blocks", "depths", "seeds", "perturbation", "draws", "step_lr"}, {"inits"})
         where = f"preset {self.name}: init"
         _names(f"{where}.blocks", init["blocks"])
         _numbers(f"{where}.depths", init["depths"], int, 1)
@@ -161,6 +238,7 @@ class Preset:
         _numbers(f"{where}.perturbation/step_lr", [init["perturbation"], init["step_lr"]],
                  float, 0.0)
         _numbers(f"{where}.draws", [init["draws"]], int, 1)
+        _inits(f"{where}.inits", init.get("inits", ["scaled"]))
         return self
 
     def with_overrides(self, blocks: list[str] | None = None,
@@ -176,8 +254,8 @@ class Preset:
         return replace(self, data=data)
 
     def blocks(self) -> list[str]:
-        names = [b for g in self.data["train"]["grids"] for b in g["blocks"]]
-        return list(dict.fromkeys(names + self.data["init"]["blocks"]))
+        names = [b for g in self.data["train"]["grids"] for b in resolve_blocks(g["blocks"])]
+        return list(dict.fromkeys(names + resolve_blocks(self.data["init"]["blocks"])))
 
     def model(self) -> ModelSpec:
         return ModelSpec(**self.data["model"])
@@ -185,17 +263,21 @@ class Preset:
     def init_jobs(self, corpus: CorpusRef) -> list[InitJob]:
         init = self.data["init"]
         return [InitJob(block, self.data["attention"], depth, seed, init["perturbation"],
-                        init["draws"], init["step_lr"], self.model(), corpus)
-                for block, depth, seed in product(init["blocks"], init["depths"], init["seeds"])]
+                        init["draws"], init["step_lr"], self.model(), corpus, scheme)
+                for block, depth, scheme, seed in product(
+                    resolve_blocks(init["blocks"]), init["depths"],
+                    init.get("inits", ["scaled"]), init["seeds"])]
 
     def train_jobs(self, corpus: CorpusRef) -> list[TrainJob]:
         train, jobs = self.data["train"], {}
         for grid in train["grids"]:
-            for block, depth, lr, warmup, seed in product(*(grid[k] for k in (
-                    "blocks", "depths", "lrs", "warmups", "seeds"))):
-                job = TrainJob(block, self.data["attention"], depth, lr, warmup, seed,
-                               train["steps"], train["eval_every"], train["eval_batches"],
-                               self.model(), corpus)
+            grid = {**GRID_OPTIONAL, **grid, "blocks": resolve_blocks(grid["blocks"])}
+            for block, depth, lr, warmup, beta2, scheme, seed in product(*(grid[k] for k in (
+                    "blocks", "depths", "lrs", "warmups", "beta2s", "inits", "seeds"))):
+                job = TrainJob(block, self.data["attention"], depth, lr,
+                               warmup_steps(warmup, train["steps"]), seed, train["steps"],
+                               train["eval_every"], train["eval_batches"], self.model(), corpus,
+                               float(beta2), scheme)
                 jobs.setdefault(job.case_id, job)  # overlapping grids run a case once
         # Deepest first: the longest jobs start early, so the pool's tail is short.
         return sorted(jobs.values(), key=lambda j: -j.depth)

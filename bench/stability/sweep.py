@@ -7,19 +7,18 @@ default is a local process pool (spawned workers, one torch thread each). Only t
 writes results, as futures complete, so an interrupted sweep keeps every finished run and
 ``--resume`` submits only the rest.
 
-Running a full sweep on a cluster needs no change here: pass that engine's executor. With Dask:
+Dask is built in (``engines.dask_executor``; from the shell ``--executor dask`` for a local
+cluster, ``--scheduler tcp://host:8786`` for an existing one):
 
-    from dask.distributed import Client
+    from attnbench.stability.engines import dask_executor
     from attnbench.stability.sweep import run_stability
-    client = Client("tcp://scheduler:8786")  # workers can import attnbench (pip install -e .)
-    run_stability("full", "results/stability-full", executor=client.get_executor())
+    with dask_executor("tcp://scheduler:8786", workers=0) as executor:
+        run_stability("full", "results/stability-full", executor=executor)
 
-or from the shell ``attnbench stability --preset full --executor mymodule:make_executor``
-where ``make_executor()`` returns the executor. Workers must see the same corpus (the default
-is the Python standard library's; a job refuses a corpus whose SHA-256 differs) and must be
-able to import any ``--plugin`` module, which each job loads before it runs. Start them with one
-thread each (``dask worker --nthreads 1 --nworkers N``): a job runs torch on one thread, and
-jobs sharing a process would share one core's worth of threads.
+Any other engine's ``concurrent.futures.Executor`` works the same way, from the shell with
+``--executor mymodule:make_executor``. Workers must see the same corpus (the default is the
+Python standard library's; a job refuses a corpus whose SHA-256 differs) and must be able to
+import any ``--plugin`` module, which each job loads before it runs.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from attnbench.stability.presets import Preset
 from attnbench.stability.train import TrainJob, run_train
 
 Job = TrainJob | InitJob
+DERIVED = ("lrsens:", "lowdiv:", "finding:")  # case ids computed from the runs, not run
 Log = Callable[[str], None]
 
 
@@ -182,7 +182,8 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
                   resume: bool = False, force: bool = False, plugins: tuple[str, ...] = (),
                   argv: list[str] | None = None, log: Log = print) -> list[Finding]:
     """The whole benchmark: init diagnostics and training runs of ``preset``, then the
-    derived rows (lr_sensitivity, lowest_diverging_lr) and the findings."""
+    derived rows (lr_sensitivity, lowest_diverging_lr) and the findings, recomputed on every
+    run (so ``resume=True`` on a finished sweep refreshes them with the current code)."""
     preset = preset if isinstance(preset, Preset) else Preset.load(preset)
     ref = CorpusRef.of(corpus)
     data = ref.load(preset.model().block_size)  # fail fast, here, on a bad or short corpus
@@ -209,16 +210,16 @@ def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | No
         f"{sum(not writer.is_done(j.case_id) for j in jobs)} to run, {workers} workers")
     counts = run_jobs(jobs, writer, executor=executor, workers=workers, plugins=plugins,
                       log=log)
+    writer.drop_cases(DERIVED)  # recomputed from every run so far, by this code
     frame = load_results(writer.dir)
     findings = evaluate_findings(frame)
     for case_id, rows in derived_cases(frame, findings):
-        if not writer.is_done(case_id):
-            writer.add_case(case_id, rows)
+        writer.add_case(case_id, rows)
     wall = time.perf_counter() - start
     writer.finish(wall_s=wall, runs_ok=counts["ok"], runs_error=counts["error"],
                   jobs_cpu_s=counts["cpu_s"],
                   load_average_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
-                  findings={f.slug: f.reproduced for f in findings})
+                  findings={f.slug: f.verdict for f in findings})
     log(f"stability: {counts['ok']:.0f} ok, {counts['error']:.0f} errors in {wall:.0f} s wall "
         f"(jobs' CPU time {counts['cpu_s']:.0f} s) -> {writer.dir}")
     return findings

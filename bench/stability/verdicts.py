@@ -1,10 +1,11 @@
-"""Judging runs: the divergence verdict, loss spikes, learning-rate sensitivity and the lowest
-diverging learning rate. Pure functions of curves and numbers, tested on synthetic curves.
+"""Judging runs: the divergence verdict, loss spikes, learning-rate sensitivity, the lowest
+diverging learning rate, and a finding's verdict over seeds. Pure functions of curves and
+numbers, tested on synthetic curves.
 
-Why the verdict looks beyond NaN: in a CPU pilot (docs/methods.md, "Stability criteria") every
-failed Post-LN run collapsed to the unigram plateau (the loss of predicting character
-frequencies and ignoring context) with near-zero updates, and none produced a NaN. A NaN-only
-test called all of them healthy.
+Why the verdict looks beyond NaN: in a CPU pilot of this benchmark (depth 6, d 64, 300
+steps; docs/methods.md, "Stability criteria") every failed Post-LN run collapsed to the
+unigram plateau (the loss of predicting character frequencies and ignoring context) with
+near-zero updates, and none produced a NaN. A NaN-only test called all of them healthy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ SPIKE_WINDOW = 20  # steps of history a spike is judged against
 SPIKE_RATIO = 1.25  # a step whose loss exceeds the recent median by 25% starts a spike
 
 VERDICTS = ("healthy", "nan", "blowup", "unigram_collapse")
+# A finding is decided over seeds: "reproduced" only when at least MIN_SEEDS seeds ran and every
+# one shows the effect; "not reproduced" when at least MIN_SEEDS ran and none does; otherwise
+# "inconclusive" (seeds disagree, or too few ran to tell a regime from a lucky seed: the
+# issue's probe had Post-LN at lr 3e-3, beta2 0.95 collapse in one seed and train in another).
+MIN_SEEDS = 3
+SEED_VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
 
 def divergence_verdict(val_losses: Sequence[float], init_loss: float, unigram_loss: float, *,
@@ -84,3 +91,25 @@ def lowest_diverging_lr(diverged: Mapping[float, Sequence[bool]]) -> float | Non
     fractions = [sum(diverged[r]) / len(diverged[r]) for r in rates]
     best = fractions.index(min(fractions))
     return next((r for r in rates[best:] if any(diverged[r])), None)
+
+
+def seed_verdict(showing: int, seeds: int, *, min_seeds: int = MIN_SEEDS) -> str:
+    """A finding's verdict in one regime from how many of ``seeds`` seeds showed the effect."""
+    if seeds < 1 or not 0 <= showing <= seeds:
+        raise ValueError(f"showing/seeds: expected 0 <= showing <= seeds and seeds >= 1, got "
+                         f"{showing}/{seeds}")
+    if seeds >= min_seeds and showing == seeds:
+        return "reproduced"
+    if seeds >= min_seeds and showing == 0:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def overall_verdict(verdicts: Sequence[str]) -> str:
+    """Over the regimes a finding was tested in: reproduced if it was in any (the text names
+    which), not reproduced if it was in none and every regime said so, else inconclusive."""
+    if not verdicts:
+        raise ValueError("verdicts: expected one verdict per tested regime, got none")
+    if "reproduced" in verdicts:
+        return "reproduced"
+    return "not reproduced" if set(verdicts) == {"not reproduced"} else "inconclusive"

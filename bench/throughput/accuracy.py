@@ -2,14 +2,18 @@
 
 A query row's output depends only on that row of Q and on all of K and V, and so does its
 row of dQ (given the row of dO). So a float64 reference for R sampled rows costs R/N of a full
-one, and large N stays cheap. The error is judged by the FlashAttention rule's yardstick:
+one, and large N stays cheap. The error is judged by a yardstick like the FlashAttention
+rule's:
 
-    error_ratio = max|x - ref| / max|pt - ref|
+    sampled_error_ratio = max|x - ref| / max(max|pt - ref|, eps * max|ref|)
 
 where ``ref`` is the float64 computation and ``pt`` the textbook computation (naive: matmul,
 scale, mask, softmax, matmul) in the test dtype, on the same rows. A ratio near 1 means "as
 accurate as plain attention in this dtype". The denominator is floored at one ulp of the
 largest reference value, so an exact ``pt`` (float64 inputs) does not divide by zero.
+
+It is not the verify suite's ``error_ratio`` (which takes the worse of two textbook orderings
+and floors by the terms' magnitude, on whole outputs), so it has its own metric name.
 
 fwd cases check the output; bwd and fwd+bwd cases check dQ (the column ``checked`` says which).
 """
@@ -56,7 +60,7 @@ def _rows_result(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.
     return torch.autograd.grad(out, q_rows, grad_rows.to(dtype))[0]
 
 
-def error_ratio(case: BenchCase, result: torch.Tensor, seed: int = 0
+def sampled_error_ratio(case: BenchCase, result: torch.Tensor, seed: int = 0
                 ) -> dict[str, float | str]:
     """Error of ``result`` (the full output for fwd, the full dQ otherwise) on sampled rows.
 
@@ -76,5 +80,5 @@ def error_ratio(case: BenchCase, result: torch.Tensor, seed: int = 0
     error = (got - ref).abs().max().item()
     error_pt = (pt.double() - ref).abs().max().item()
     floor = torch.finfo(case.torch_dtype).eps * ref.abs().max().item()
-    return {"error_ratio": error / max(error_pt, floor, 1e-300), "error": error,
+    return {"sampled_error_ratio": error / max(error_pt, floor, 1e-300), "error": error,
             "error_pt": error_pt, "checked": "out" if case.mode == "fwd" else "dq"}

@@ -43,18 +43,24 @@ def make_block_call(case: BenchCase, seed: int = 0) -> Callable[[], Any]:
     return forward_backward
 
 
-def measure_block(case: BenchCase, settings: TimingSettings, seed: int = 0) -> Measurement:
+def measure_block(case: BenchCase, settings: TimingSettings, seed: int = 0,
+                  timed: bool = True) -> Measurement:
+    """Check the block's result; with ``timed``, also time it and its attention call alone in
+    this one process (the runner times them replicated, ``throughput.replicate``)."""
     m = Measurement()
     timing = {"device": case.device, "warmup": settings.warmup, "max_time": settings.max_time,
               "min_rounds": settings.min_rounds}
     call = make_block_call(case, seed)
     check_finite(call(), "block output" if case.mode == "fwd" else "block gradients")
+    m.values["flops"] = block_flops(case)
+    if not timed:
+        return m
     median = add_timing(m, time_callable(call, **timing), block_flops(case))
-    m.values["tokens_per_s"] = (case.B * case.N / median, "tokens/s")
+    m.values["tokens_per_s"] = case.B * case.N / median
     attention = make_call(case.attention_case(), seed)
     attention()
     attention_samples = time_callable(attention, **timing)
     m.samples["attention_time_s"] = attention_samples
     attention_median, _ = summarize(attention_samples)
-    m.values["attention_share"] = (attention_median / median, "")
+    m.values["attention_share"] = attention_median / median
     return m

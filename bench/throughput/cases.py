@@ -98,13 +98,16 @@ def make_inputs(case: BenchCase, *, requires_grad: bool, seed: int = 0
                  .requires_grad_(requires_grad) for s in shapes)  # type: ignore[return-value]
 
 
-def make_call(case: BenchCase, seed: int = 0) -> Callable[[], Any]:
-    """The zero-argument callable timed for ``case`` (see the module docstring for modes)."""
+def make_call(case: BenchCase, seed: int = 0, variant: Any = None) -> Callable[[], Any]:
+    """The zero-argument callable timed for ``case`` (see the module docstring for modes).
+
+    ``variant`` (default: the registered ``case.attention``) lets the regression gate time
+    the same call with a variant object from the tree it measures."""
     if case.kind == "block":
         from attnbench.throughput.blocks import make_block_call
 
         return make_block_call(case, seed)
-    variant = get(case.attention)
+    variant = variant if variant is not None else get(case.attention)
     q, k, v = make_inputs(case, requires_grad=case.mode != "fwd", seed=seed)
     if case.mode == "fwd":
         return lambda: variant(q, k, v, causal=case.causal)

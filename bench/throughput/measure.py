@@ -3,9 +3,13 @@
 Order matters: the first call checks the result (raises on NaN/inf, so a broken variant gives
 an error row instead of a fast wrong number) and warms up lazy initialisation; then accuracy;
 then peak memory on a warm call (first-call caches would otherwise count as the variant's
-memory); then timing. A memory-only case (the scaling sweep, large N) makes one call: the
-tracked one, checked afterwards; the worker has usually run the variant before, so its
-caches are warm.
+memory); then, unless ``timed=False``, timing in this one process. The benchmark runner passes
+``timed=False`` and times the case separately, replicated over worker processes and
+interleaved with the other variants of its shape (``throughput.replicate``). A memory-only
+case (the scaling sweep, large N) makes one call: the tracked one, checked afterwards; the
+worker has usually run the variant before, so its caches are warm.
+
+Metric names and units are those of ``attnbench.metrics``.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ class CaseFailure(RuntimeError):
 
 @dataclass
 class Measurement:
-    """Metric values with units, metrics skipped with a reason, raw samples, extra columns."""
+    """Metric values (units: ``attnbench.metrics``), metrics skipped with a reason, raw samples,
+    extra columns."""
 
-    values: dict[str, tuple[float, str]] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
     columns: dict[str, Any] = field(default_factory=dict)
@@ -48,18 +53,18 @@ def check_finite(result: Any, what: str) -> None:
 
 
 def add_timing(m: Measurement, samples: list[float], flops: float | None) -> float:
-    """Record samples, median, IQR and count (and TFLOP/s); returns the median."""
+    """Record one process's samples, median, IQR and count (and TFLOP/s); returns the median."""
     median, iqr = summarize(samples)
     m.samples["time_s"] = samples
-    m.values.update(time_median_s=(median, "s"), time_iqr_s=(iqr, "s"),
-                    time_n=(float(len(samples)), ""))
+    m.values.update(time_median_s=median, time_iqr_s=iqr, time_n=float(len(samples)))
     if flops is not None:
-        m.values.update(flops=(flops, "FLOP"), tflops=(flops / median / 1e12, "TFLOP/s"))
+        m.values.update(flops=flops, tflops=flops / median / 1e12)
     return median
 
 
-def measure_attention(case: BenchCase, settings: TimingSettings, seed: int) -> Measurement:
-    from attnbench.throughput.accuracy import error_ratio
+def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
+                      timed: bool = True) -> Measurement:
+    from attnbench.throughput.accuracy import sampled_error_ratio
     from attnbench.throughput.memory import memory_unavailable_reason, peak_memory_bytes
 
     m = Measurement()
@@ -71,12 +76,12 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int) -> M
             raise RuntimeError(why)
         peak, result = peak_memory_bytes(call, case.device)
         check_finite(result, what)
-        m.values["mem_peak_bytes"] = (float(peak), "B")
+        m.values["mem_peak_bytes"] = float(peak)
     else:
         result = call()
         check_finite(result, what)
-        acc = error_ratio(case, result if case.mode == "fwd" else result[0], seed)
-        m.values["error_ratio"] = (float(acc["error_ratio"]), "")
+        acc = sampled_error_ratio(case, result if case.mode == "fwd" else result[0], seed)
+        m.values["sampled_error_ratio"] = float(acc["sampled_error_ratio"])
         m.columns.update(checked=acc["checked"], error=acc["error"], error_pt=acc["error_pt"])
     del result
     if case.measure == "full":
@@ -84,23 +89,26 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int) -> M
         if why:
             m.skipped["mem_peak_bytes"] = why
         else:  # on a warm call: first-call caches are not the variant's memory
-            m.values["mem_peak_bytes"] = (float(peak_memory_bytes(call, case.device)[0]), "B")
+            m.values["mem_peak_bytes"] = float(peak_memory_bytes(call, case.device)[0])
     if case.measure in ("full", "memory"):
         model = attention_memory_bytes(case)
         if model is not None:
-            m.values["mem_model_bytes"] = (float(model), "B")
+            m.values["mem_model_bytes"] = float(model)
         else:
             m.skipped["mem_model_bytes"] = no_memory_model_reason(case) or "no model"
     if case.measure == "full":
+        m.values["flops"] = attention_flops(case)
+    if case.measure == "full" and timed:
         samples = time_callable(call, device=case.device, warmup=settings.warmup,
                                 max_time=settings.max_time, min_rounds=settings.min_rounds)
         add_timing(m, samples, attention_flops(case))
     return m
 
 
-def measure_case(case: BenchCase, settings: TimingSettings | None = None, seed: int = 0
-                 ) -> Measurement:
-    """Everything the throughput table reports for one case, measured here and now.
+def measure_case(case: BenchCase, settings: TimingSettings | None = None, seed: int = 0,
+                 timed: bool = True) -> Measurement:
+    """Everything the throughput table reports for one case, measured here and now (without
+    the time metrics when ``timed`` is False).
 
     Raises whatever the variant raises (the runner turns it into an error row); CaseFailure
     when the result is not finite.
@@ -109,12 +117,12 @@ def measure_case(case: BenchCase, settings: TimingSettings | None = None, seed: 
     if case.kind == "block":
         from attnbench.throughput.blocks import measure_block
 
-        return measure_block(case, settings, seed)
-    return measure_attention(case, settings, seed)
+        return measure_block(case, settings, seed, timed)
+    return measure_attention(case, settings, seed, timed)
 
 
 def measure_peak(device: str, dtype: str, settings: TimingSettings) -> Measurement:
     """The matrix-product peak for one dtype on one device (the ``matmul_peak`` row)."""
     tflops, samples, n = matmul_peak(parse_dtype(dtype), device, settings)
-    return Measurement(values={"peak_tflops": (tflops, "TFLOP/s")},
+    return Measurement(values={"peak_tflops": tflops},
                        samples={"time_s": samples}, columns={"matmul_n": n})

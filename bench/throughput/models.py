@@ -1,6 +1,7 @@
 """Analytic FLOP and memory models: what a case *should* cost, printed next to what it did.
 
-FLOP convention (docs/methods.md, "FLOP and byte conventions"), stated in every results directory:
+FLOP convention (docs/methods.md, "FLOP and byte conventions"; its one text is
+``attnbench.metrics.FLOP_CONVENTION``, stated in every results directory):
     forward  F = 2 * B * Hq * P * (D + Dv), P = visible (query, key) pairs: N * S, or with
              top-left causal masking sum_i min(i + 1, S) (exactly N(N+1)/2 when N == S).
     bwd      2.0 x F, fwd+bwd 3.0 x F: *useful* work. FlashAttention-style kernels execute
@@ -19,13 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from attnbench.metrics import FLOP_CONVENTION
 from attnbench.throughput.cases import BenchCase
 from attnbench.variants.registry import get
 
-FLOP_CONVENTION = (
-    "useful FLOPs: forward 2*B*Hq*P*(D+Dv), P = visible (query, key) pairs (causal top-left: "
-    "sum_i min(i+1, S)); bwd 2x forward, fwd+bwd 3x (FlashAttention's recomputation not "
-    "counted); block forward per token 24*d^2 + 4*d*P/N, fwd+bwd 3x")
+__all__ = ["FLOP_CONVENTION", "attention_flops", "attention_memory_bytes", "block_flops",
+           "fit_exponent", "visible_pairs"]
 MODE_FACTOR = {"fwd": 1.0, "bwd": 2.0, "fwd+bwd": 3.0}
 
 

@@ -1,7 +1,8 @@
 """Named benchmark presets, kept as data: ``bench/throughput/presets/<name>.toml``.
 
-A preset file has top-level settings (device, threads, time_limit_s, optional variants) and
-grids. Every key of a grid takes a value or a list of values; a grid is the cartesian product:
+A preset file has top-level settings (device, threads, time_limit_s, optional variants,
+control: the variant timed twice as the run's A/A control, default sdpa) and grids. Every
+key of a grid takes a value or a list of values; a grid is the cartesian product:
 
     [[attention]]   timed cases: B | tokens (B = tokens // N), Hq | width (Hq = width // D),
                     Hkv (default Hq), N, S (default N), D, Dv (default D), dtype, causal, mode
@@ -10,7 +11,8 @@ grids. Every key of a grid takes a value or a list of values; a grid is the cart
     [[block]]       block (default: every registered block), B, N, d_model, n_heads, dtype,
                     causal (default true), mode (fwd, fwd+bwd)
     [[limit]]       variant, N_max, reason: a cap; larger cases are recorded as skipped
-    [timing]        max_time, min_rounds, warmup (see timing.TimingSettings)
+    [timing]        max_time, min_rounds, warmup (per worker process), processes (how many
+                    worker processes time every case; see timing.TimingSettings)
 
 A path ending in ``.toml`` works as ``--preset`` too.
 """
@@ -32,8 +34,9 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 ATTENTION_KEYS = {"B", "tokens", "Hq", "width", "Hkv", "N", "S", "D", "Dv", "dtype", "causal",
                   "mode"}
 BLOCK_KEYS = {"block", "B", "N", "d_model", "n_heads", "dtype", "causal", "mode"}
-TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "timing",
-            "attention", "memory", "block", "limit"}
+TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "control",
+            "timing", "attention", "memory", "block", "limit"}
+DEFAULT_CONTROL = "sdpa"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Preset:
     time_limit_s: float
     timing: TimingSettings
     variants: tuple[str, ...] | None  # None: every registered attention variant
+    control: str = DEFAULT_CONTROL  # the A/A control's variant
     attention: list[dict[str, Any]] = field(default_factory=list)
     memory: list[dict[str, Any]] = field(default_factory=list)
     block: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +107,7 @@ def load_preset(name_or_path: str) -> Preset:
                   device=str(raw.get("device", "cpu")), threads=int(raw.get("threads", 1)),
                   time_limit_s=float(raw.get("time_limit_s", 60)), timing=timing,
                   variants=tuple(variants) if variants is not None else None,
+                  control=str(raw.get("control", DEFAULT_CONTROL)),
                   attention=raw.get("attention", []), memory=raw.get("memory", []),
                   block=raw.get("block", []), limits=limits, raw=raw)
 

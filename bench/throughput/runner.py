@@ -1,11 +1,15 @@
-"""The throughput benchmark run: plan the cases, measure each in the worker, write the table.
+"""The throughput benchmark run: plan the cases, measure them in workers, write the table.
 
 Every case ends as rows in the results directory, appended as soon as it finishes:
 ok metric rows, a "skipped" row with the reason (unsupported, capped by the preset,
 interpreted Triton), or an "error" row (the variant raised, returned NaN, ran out of memory,
 ran past the time limit, or killed its worker). A rerun with ``resume=True`` skips every case
-already recorded. Matrix-product peaks come first (``peak_fraction`` needs them), the
-memory-exponent fits last (they need every memory point).
+already recorded. Matrix-product peaks come first (``peak_fraction`` needs them), then the
+untimed cases (memory sweep, accuracy only), then the timed cases shape by shape: each case is
+checked (finite result, sampled accuracy, peak memory) in the first worker, then timed with
+the other variants of its shape in every one of ``timing.processes`` workers
+(``throughput.replicate``), with the A/A control alongside. Last come the memory-exponent fits
+and the run's noise floor (they need every memory point and every control).
 """
 
 from __future__ import annotations
@@ -33,6 +37,19 @@ from attnbench.throughput.measure import Measurement, measure_case, measure_peak
 from attnbench.throughput.memory import memory_unavailable_reason
 from attnbench.throughput.models import FLOP_CONVENTION, fit_exponent
 from attnbench.throughput.presets import Preset, expand
+from attnbench.throughput.replicate import (
+    ALONE,
+    TWIN,
+    Group,
+    attention_share,
+    control_row,
+    noise_row,
+    per_process,
+    plan_groups,
+    sample_records,
+    time_arms,
+    time_values,
+)
 from attnbench.throughput.selection import Selection
 from attnbench.throughput.timing import TimingSettings, cpu_clock
 from attnbench.throughput.worker import MALLOC_ENV, Worker
@@ -105,15 +122,14 @@ def measurement_rows(case: BenchCase, m: Measurement, peaks: dict[tuple[str, str
                      ) -> list[dict[str, Any]]:
     """Tidy rows of one measured case, with ``peak_fraction`` from this run's matmul peak."""
     base = {"variant": case.variant, **case.columns(), **m.columns}
-    rows = [{**base, "status": "ok", "metric": k, "value": v, "unit": u}
-            for k, (v, u) in m.values.items()]
+    rows = [{**base, "status": "ok", "metric": k, "value": v} for k, v in m.values.items()]
     rows += [{**base, "status": "skipped", "metric": k, "reason": why}
              for k, why in m.skipped.items()]
     if "tflops" in m.values:
         peak = peaks.get((case.device, case.dtype))
         if peak:
             rows.append({**base, "status": "ok", "metric": "peak_fraction",
-                         "value": m.values["tflops"][0] / peak, "unit": ""})
+                         "value": m.values["tflops"] / peak})
         else:
             rows.append({**base, "status": "skipped", "metric": "peak_fraction",
                          "reason": f"no matmul peak measured for {case.dtype} on {case.device}"})
@@ -206,28 +222,90 @@ def _run_peak(worker: Worker, writer: ResultsWriter, case_id: str, device: str, 
         writer.add_case(case_id, [{**base, "status": "error", "metric": "run",
                                    "reason": result}])
         return status, None
-    value, unit = result.values["peak_tflops"]
+    value = result.values["peak_tflops"]
     writer.add_case(case_id, [{**base, **result.columns, "status": "ok",
-                               "metric": "peak_tflops", "value": value, "unit": unit}],
-                    result.samples)
+                               "metric": "peak_tflops", "value": value}], result.samples)
     return status, value
 
 
 def _run_case(worker: Worker, writer: ResultsWriter, case: BenchCase, why: str | None,
               peaks: dict[tuple[str, str], float], timing: TimingSettings, limit: float,
               seed: int) -> str:
-    """Record one case: skipped, measured in the worker, or an error; returns the status."""
+    """Record one untimed case: skipped, measured in the worker, or an error; returns the
+    status."""
     if why is not None:
         writer.add_case(case.case_id, [_status_row(case, "skipped", why)])
         return "skipped"
     started = time.monotonic()
-    status, result = worker.call(measure_case, (case, timing, seed), limit)
+    status, result = worker.call(measure_case, (case, timing, seed, False), limit)
     if status != "ok":
         writer.add_case(case.case_id, [_status_row(case, "error", result)])
         return status
     result.columns["case_wall_s"] = round(time.monotonic() - started, 3)
     writer.add_case(case.case_id, measurement_rows(case, result, peaks), result.samples)
     return status
+
+
+def _run_group(workers: list[Worker], writer: ResultsWriter, group: Group,
+               peaks: dict[tuple[str, str], float], timing: TimingSettings, limit: float,
+               seed: int) -> Counter[str]:
+    """Check each case of a shape in the first worker, time the survivors together in every
+    worker, record them and the group's A/A control; returns the statuses."""
+    counts: Counter[str] = Counter()
+    started = time.monotonic()
+    checked: dict[str, Measurement] = {}
+    for case in group.cases:
+        status, result = workers[0].call(measure_case, (case, timing, seed, False), limit)
+        if status != "ok":
+            writer.add_case(case.case_id, [_status_row(case, "error", result)])
+            counts[status] += 1
+        else:
+            checked[case.case_id] = result
+    attentions = {c.attention for c in group.cases if c.case_id in checked}
+    arms = [(key, c) for key, c in group.arms
+            if (c.attention in attentions if key.startswith(ALONE) else c.case_id in checked)]
+    results = []
+    for r, worker in enumerate(workers):
+        status, got = worker.call(time_arms, (arms, timing, seed, r % 2 == 1),
+                                  limit * len(arms))
+        results.append(got if status == "ok" else f"process {r}: {got}")
+    wall = round((time.monotonic() - started) / max(len(checked), 1), 3)
+    for case in group.cases:
+        if case.case_id not in checked:
+            continue
+        m = checked[case.case_id]
+        samples, errors = per_process(results, case.case_id)
+        if not any(samples):
+            writer.add_case(case.case_id, [_status_row(case, "error", "; ".join(
+                sorted(set(errors))) or "not timed")])
+            counts["error"] += 1
+            continue
+        m.values.update(time_values(case, samples, m.values.get("flops")))
+        records = sample_records(samples)
+        if case.kind == "block":
+            alone, _ = per_process(results, ALONE + case.attention_case().case_id)
+            if any(alone):
+                m.values["attention_share"] = attention_share(samples, alone)
+                records.update(sample_records(alone, "attention_time_s"))
+        m.columns["case_wall_s"] = wall
+        if errors:
+            m.columns["timing_errors"] = "; ".join(sorted(set(errors)))
+        writer.add_case(case.case_id, measurement_rows(case, m, peaks), records)
+        counts["ok"] += 1
+    control = group.control
+    if control is not None and control.case_id in checked:
+        twin, _ = per_process(results, TWIN + control.case_id)
+        original, _ = per_process(results, control.case_id)
+        writer.add_case(f"control:{control.case_id}", [control_row(group, twin, original)],
+                        sample_records(twin, "aa_twin_time_s"))
+    return counts
+
+
+def noise_floor_row(out: Path, preset: str) -> dict[str, Any]:
+    """The run's noise floor from every A/A control row recorded in ``out``."""
+    frame = load_results(out)
+    rows = frame[frame.metric == "aa_ratio"].to_dict("records") if "metric" in frame else []
+    return noise_row(rows, preset)
 
 
 def run_throughput(config: RunConfig) -> dict[str, Any]:
@@ -257,36 +335,52 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
                                   "flop_convention": FLOP_CONVENTION})
     measured = [c for c, why in triaged if why is None]
     peak_ids = _peak_cases(measured, threads)
-    todo = [pid for pid in peak_ids if not writer.is_done(pid)]
-    todo += [(c, why) for c, why in triaged if not writer.is_done(c.case_id)]
+    timed = [c for c in measured if c.measure == "full" and not writer.is_done(c.case_id)]
+    groups = plan_groups(timed, preset.control)
+    todo: list[Any] = [pid for pid in peak_ids if not writer.is_done(pid)]
+    todo += [(c, why) for c, why in triaged if not writer.is_done(c.case_id)
+             and (why is not None or c.measure != "full")]
+    todo += groups
     peaks = _recorded_peaks(out)  # on --resume, the peaks the first run measured
-    worker = Worker(config.plugins, threads)
+    workers = [Worker(config.plugins, threads) for _ in range(preset.timing.processes)]
     counts: Counter[str] = Counter()
-    progress = _progress_bar(len(todo), sys.stderr.isatty() if config.progress is None
-                             else config.progress)
+    progress = _progress_bar(len(todo) - len(groups) + len(timed),
+                             sys.stderr.isatty() if config.progress is None else config.progress)
     try:
         for item in todo:
             if isinstance(item, str):
                 progress.set_postfix_str(item, refresh=False)
-                status, peak = _run_peak(worker, writer, item, *peak_ids[item], threads, preset,
-                                         limit)
+                status, peak = _run_peak(workers[0], writer, item, *peak_ids[item], threads,
+                                         preset, limit)
                 if peak is not None:
                     peaks[peak_ids[item]] = peak
+                counts[status] += 1
+                progress.update()
+            elif isinstance(item, Group):
+                progress.set_postfix_str(item.key, refresh=False)
+                counts += _run_group(workers, writer, item, peaks, preset.timing, limit,
+                                     config.seed)
+                progress.update(len(item.cases))
             else:
                 progress.set_postfix_str(item[0].case_id, refresh=False)
-                status = _run_case(worker, writer, *item, peaks, preset.timing, limit,
-                                   config.seed)
-            counts[status] += 1
-            progress.update()
+                counts[_run_case(workers[0], writer, *item, peaks, preset.timing, limit,
+                                 config.seed)] += 1
+                progress.update()
     finally:
         progress.close()
-        worker.close()
+        for worker in workers:
+            worker.close()
     fits = memory_fits(out, preset.name)
     for case_id, rows in fits:
         if not writer.is_done(case_id):
             writer.add_case(case_id, rows)
+    noise = noise_floor_row(out, preset.name)
+    if not writer.is_done("noise_floor"):
+        writer.add_case("noise_floor", [noise])
     summary = {"cases": len(triaged), "measured_now": len(todo), "ok": counts["ok"],
                "errors": counts["error"], "skipped": counts["skipped"],
-               "worker_starts": worker.starts}
+               "worker_starts": sum(w.starts for w in workers), "processes": len(workers),
+               "noise_floor": noise.get("value"), "aa_worst_dev": noise.get("aa_worst_dev")}
     writer.finish(summary=summary)
-    return {**summary, "out": str(out), "fits": [r for _, rows in fits for r in rows]}
+    return {**summary, "out": str(out), "fits": [r for _, rows in fits for r in rows],
+            "noise": noise}

@@ -1,52 +1,63 @@
 """Timing one callable: per-call samples in seconds, with a clock that survives a busy machine.
 
-CPU: pytest-benchmark is the engine (its calibration picks loops per round so that a round is
-long against the clock's resolution, and rounds from a time budget; its ``Stats`` give the
-median and IQR). It is driven through ``BenchmarkFixture`` directly rather than from a pytest
-session, because the benchmark runs as a CLI job with its own results format, per-case
-subprocess isolation and resume. The clock is ``time.thread_time`` (CPU time of the calling
-thread) when torch runs one thread: on these shared 2-core machines it moved about 5 % under
-contention where wall time moved 1.5-4.8x (docs/methods.md, "Timing"). With more threads the
-work runs on other threads too, so wall time (``perf_counter``) is the only honest clock.
+CPU: a small timer of the project's own with pytest-benchmark's method and statistics. It
+calibrates loops per round until one round is long against the clock's resolution (at least
+``MIN_ROUND_S``), then runs rounds until ``max_time`` of measured time or ``min_rounds``,
+whichever is more; a sample is one round's duration divided by its loops. ``summarize``
+computes the median (``statistics.median``) and the interquartile range with the quartile
+method pytest-benchmark's ``Stats`` uses (a test pins the two to each other). Why not
+pytest-benchmark itself: its only public API is the ``benchmark`` fixture inside a pytest
+session, and the benchmark runs as a CLI job with per-case subprocesses and resume; building
+its internal ``BenchmarkFixture`` by hand (17 keyword arguments) can break on any release.
+
+The CPU clock is ``time.thread_time`` (CPU time of the calling thread) when torch runs one
+thread: on the project's shared 2-core machines it moved about 5 % under contention where wall
+time moved 1.5-4.8x (docs/methods.md, "Timing"). With more threads the work runs on other
+threads too, so wall time (``perf_counter``) is the only honest clock.
 
 CUDA: CUDA events around each call, with the L2 cache flushed before every call, the method of
 ``triton.testing.do_bench`` written out so it does not depend on Triton's API version.
 
 Public API, reused by the regression gate to interleave A/B measurements:
     time_callable(fn, *, device, rounds=None, warmup=1, max_time=0.5, min_rounds=5) -> [s]
+    time_interleaved({key: fn}, ...) -> {key: [s]}: CPU, several callables round by round
     summarize(samples) -> (median, iqr)
     cpu_clock(threads) -> (clock, name)
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import torch
-from pytest_benchmark.fixture import BenchmarkFixture
-from pytest_benchmark.stats import Stats
-from pytest_benchmark.utils import NameWrapper
 
 L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 cache (H200: 60 MiB)
+MIN_ROUND_S = 2e-4  # a round shorter than this is dominated by the clock's granularity
+MAX_ROUNDS = 10_000
 
 
 @dataclass(frozen=True)
 class TimingSettings:
-    """How long to measure one case. ``max_time`` is the budget of the measured rounds."""
+    """How long to measure one case. ``max_time`` is the budget of the measured rounds in one
+    process; ``processes`` is how many fresh worker processes measure every case (the
+    reported time is the median of their medians)."""
 
     max_time: float = 0.5
     min_rounds: int = 5
     warmup: int = 1
+    processes: int = 3
 
     def __post_init__(self) -> None:
-        if not (self.max_time > 0 and self.min_rounds >= 1 and self.warmup >= 0):
-            raise ValueError(f"timing: expected max_time > 0, min_rounds >= 1, warmup >= 0; "
-                             f"got {self}")
+        if not (self.max_time > 0 and self.min_rounds >= 1 and self.warmup >= 0
+                and self.processes >= 1):
+            raise ValueError(f"timing: expected max_time > 0, min_rounds >= 1, warmup >= 0, "
+                             f"processes >= 1; got {self}")
 
 
 def cpu_clock(threads: int) -> tuple[Callable[[], float], str]:
@@ -56,29 +67,85 @@ def cpu_clock(threads: int) -> tuple[Callable[[], float], str]:
     return time.perf_counter, "time.perf_counter (wall time; torch uses several threads)"
 
 
-class _QuietLogger:
-    """The logger interface BenchmarkFixture calls; the CLI shows its own progress."""
+def _round(fn: Callable[[], Any], loops: int, clock: Callable[[], float]) -> float:
+    start = clock()
+    for _ in range(loops):
+        fn()
+    return clock() - start
 
-    def debug(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
-    info = warning = debug
+def _calibrate(fn: Callable[[], Any], clock: Callable[[], float]) -> tuple[int, float]:
+    """Loops per round so that one round lasts at least MIN_ROUND_S (pytest-benchmark's
+    coarse estimate), and that round's duration."""
+    loops, duration = 1, _round(fn, 1, clock)
+    while duration < MIN_ROUND_S:
+        loops = max(loops * 2, math.ceil(MIN_ROUND_S * loops / max(duration, 1e-9)))
+        duration = _round(fn, loops, clock)
+    return loops, duration
+
+
+def _rounds(duration: float, max_time: float, min_rounds: int) -> int:
+    return min(max(min_rounds, math.ceil(max_time / duration)), MAX_ROUNDS)
 
 
 def _time_cpu(fn: Callable[[], Any], rounds: int | None, warmup: int, max_time: float,
               min_rounds: int, clock: Callable[[], float]) -> list[float]:
-    collected: list[Any] = []
-    fixture = BenchmarkFixture(
-        SimpleNamespace(name="attnbench", nodeid="attnbench"), disable_gc=True,
-        timer=NameWrapper(clock), min_rounds=min_rounds, min_time=2e-4, max_time=max_time,
-        precision=None, confidence=None, warmup=warmup > 0, warmup_iterations=warmup,
-        calibration_precision=10, add_stats=collected.append, logger=_QuietLogger(),
-        warner=None, disabled=False, cprofile=False, cprofile_loops=None, cprofile_dump=None)
-    if rounds is None:
-        fixture(fn)
-    else:
-        fixture.pedantic(fn, rounds=rounds, warmup_rounds=warmup, iterations=1)
-    return list(collected[0].stats.data)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside a round is the collector's time, not the call's
+    try:
+        for _ in range(warmup):
+            fn()
+        if rounds is not None:  # exactly ``rounds`` samples of one call each
+            return [_round(fn, 1, clock) for _ in range(rounds)]
+        loops, duration = _calibrate(fn, clock)
+        count = _rounds(duration, max_time, min_rounds)
+        return [_round(fn, loops, clock) / loops for _ in range(count)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def time_interleaved(calls: dict[str, Callable[[], Any]], *, warmup: int = 1,
+                     max_time: float = 0.5, min_rounds: int = 5, threads: int | None = None
+                     ) -> dict[str, list[float] | Exception]:
+    """CPU samples of several callables, interleaved round by round: A B C, C B A, A B C, ...
+
+    Each callable is calibrated on its own (loops per round, rounds for about ``max_time``
+    of measured time, at least ``min_rounds``); then rounds alternate between them until
+    each has its count. A burst of contention on a shared machine then lands on every
+    callable alike instead of on whichever was being timed (timed one after the other, sdpa
+    against itself came out up to 20 % apart under heavy load). A callable that raises gets
+    its exception instead of samples; the others go on.
+    """
+    clock, _ = cpu_clock(torch.get_num_threads() if threads is None else threads)
+    out: dict[str, list[float] | Exception] = {}
+    plan: dict[str, tuple[int, int]] = {}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for key, fn in calls.items():
+            try:
+                for _ in range(warmup):
+                    fn()
+                loops, duration = _calibrate(fn, clock)
+            except Exception as exc:
+                out[key] = exc
+                continue
+            plan[key], out[key] = (loops, _rounds(duration, max_time, min_rounds)), []
+        turn = 0
+        while True:
+            todo = [k for k in plan if isinstance(out[k], list) and len(out[k]) < plan[k][1]]
+            if not todo:
+                return out
+            for key in todo if turn % 2 == 0 else todo[::-1]:
+                try:
+                    out[key].append(_round(calls[key], plan[key][0], clock) / plan[key][0])
+                except Exception as exc:
+                    out[key] = exc
+            turn += 1
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _time_cuda(fn: Callable[[], Any], rounds: int | None, warmup: int, max_time: float,
@@ -129,13 +196,27 @@ def time_callable(fn: Callable[[], Any], *, device: str = "cpu", rounds: int | N
     return _time_cpu(fn, rounds, warmup, max_time, min_rounds, clock)
 
 
-def summarize(samples: list[float]) -> tuple[float, float]:
-    """(median, interquartile range) of the samples, by pytest-benchmark's own statistics."""
-    if not samples:
+def quartiles(samples: Sequence[float]) -> tuple[float, float]:
+    """(q1, q3) by pytest-benchmark's method (Wikipedia's "Quartile", methods 2 and 3)."""
+    data, n = sorted(samples), len(samples)
+    if n == 1:
+        return data[0], data[0]
+    if n % 2 == 0:  # method 2: medians of the lower and upper halves
+        return statistics.median(data[: n // 2]), statistics.median(data[n // 2:])
+    k, r = n // 4, n % 4  # method 3
+    if r == 1:
+        return (0.25 * data[k - 1] + 0.75 * data[k],
+                0.75 * data[3 * k] + 0.25 * data[3 * k + 1])
+    return (0.75 * data[k] + 0.25 * data[k + 1],
+            0.25 * data[3 * k + 1] + 0.75 * data[3 * k + 2])
+
+
+def summarize(samples: Sequence[float]) -> tuple[float, float]:
+    """(median, interquartile range) of the samples, by pytest-benchmark's statistics."""
+    if not len(samples):
         raise ValueError("summarize: no samples")
-    stats = Stats()
-    stats.data = list(samples)
-    return float(stats.median), float(stats.iqr)
+    q1, q3 = quartiles(samples)
+    return float(statistics.median(samples)), float(q3 - q1)
 
 
 def matmul_peak(dtype: torch.dtype, device: str, settings: TimingSettings

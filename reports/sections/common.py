@@ -7,13 +7,11 @@ from typing import Any
 import pandas as pd
 from attnbench.reports.load import Bundle, ensure, sort_key, wide
 
+from attnbench import metrics
+
 # The parameters that identify one attention problem in the throughput suite (besides variant).
 SHAPE = ("B", "Hq", "Hkv", "N", "S", "D", "Dv", "dtype", "causal", "mode", "device")
-FLOP_CONVENTION = (
-    "FLOP convention: useful FLOPs, a multiply-add counts 2; forward 2·B·Hq·N·S·(D + Dv), "
-    "causal counts only the visible (query, key) pairs (about half); backward 2.0× forward for "
-    "every variant (kernels that recompute the scores execute about 2.5×, but only useful work "
-    "is credited, so naive and flash compare).")
+FLOP_CONVENTION = "FLOP convention: " + metrics.FLOP_CONVENTION
 
 
 def flop_convention(bundle: Bundle) -> str:
@@ -37,21 +35,20 @@ def attention_cases(bundle: Bundle) -> pd.DataFrame:
     frame = frame[(frame["kind"] != "block") & ~frame["case_id"].astype(str).str.startswith(
         ("memfit:", "peak:")) & (frame["variant"] != "matmul_peak")]
     frame = frame[frame["metric"] != "mem_exponent"]
-    return ensure(wide(frame), *SHAPE, "time_median_s", "time_iqr_s", "tflops", "flops",
-                  "mem_peak_bytes", "mem_model_bytes", "error_ratio", "peak_fraction")
+    frame = frame[frame["kind"] != "control"]  # the A/A control rows (attnbench.speed)
+    frame = frame[frame["case_id"].astype(str) != "noise_floor"]
+    return ensure(wide(frame), *SHAPE, "time_median_s", "time_iqr_s", "time_ci_low_s",
+                  "time_ci_high_s", "tflops", "flops", "mem_peak_bytes", "mem_model_bytes",
+                  "sampled_error_ratio", "peak_fraction")
 
 
 def memory_fits(bundle: Bundle) -> pd.DataFrame:
-    """memfit rows with variant, mode, dtype and causal taken from the case_id when a column is
-    missing ("memfit:<variant>:<mode>:<dtype>:<causal>")."""
+    """mem_exponent rows with their variant, mode, dtype and causal columns (the report reads
+    a row's fields, never pieces of its case_id)."""
     frame = bundle.rows("throughput")
     if frame.empty or "metric" not in frame:
         return pd.DataFrame(columns=["run", "variant", "mode", "dtype", "causal", "value"])
     frame = ensure(frame[frame["metric"] == "mem_exponent"].copy(), "mode", "dtype", "causal")
-    parts = frame["case_id"].astype(str).str.split(":")
-    for index, column in ((2, "mode"), (3, "dtype"), (4, "causal")):
-        from_id = parts.map(lambda p, i=index: p[i] if len(p) > i else None)
-        frame[column] = frame[column].where(frame[column].notna(), from_id)
     frame["causal"] = frame["causal"].map(as_bool)
     return frame
 
@@ -103,9 +100,10 @@ def case_text(row: pd.Series | dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 def stability_configs(frame: pd.DataFrame) -> pd.Series:
-    """Names for trained configurations: the block, plus the attention and warm-up only when
-    a run varied them ("post_ln", "post_ln warmup 100", "pre_ln [sdpa]")."""
-    frame = ensure(frame, "block", "variant", "attention", "warmup")
+    """Names for trained configurations: the block, plus the attention, warm-up, AdamW beta2
+    and init scheme only when a run varied them ("post_ln", "post_ln warmup 100 beta2 0.999",
+    "pre_ln [sdpa]", "pre_ln init unscaled")."""
+    frame = ensure(frame, "block", "variant", "attention", "warmup", "beta2", "init")
     block = frame["block"].where(frame["block"].notna(), frame["variant"]).astype(str)
     label = block.copy()
     if frame["attention"].dropna().nunique() > 1:
@@ -113,4 +111,8 @@ def stability_configs(frame: pd.DataFrame) -> pd.Series:
     if frame["warmup"].dropna().nunique() > 1:
         label = label + frame["warmup"].map(
             lambda w: "" if w != w else f" warmup {int(w)}")
+    if frame["beta2"].dropna().nunique() > 1:
+        label = label + frame["beta2"].map(lambda b: "" if b != b else f" beta2 {b:g}")
+    if frame["init"].dropna().nunique() > 1:
+        label = label + frame["init"].map(lambda i: "" if i != i else f" init {i}")
     return label

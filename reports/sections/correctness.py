@@ -117,20 +117,21 @@ GRAD_BOUND = 3.0
 
 
 def spot_checks(bundle: Bundle) -> list[list]:
-    """The throughput suite's own error ratios on sampled rows of the benchmarked cases, with
-    the FlashAttention rule's default bound for what was checked (output 2, gradient 3)."""
+    """The throughput suite's own error ratios on sampled rows of the benchmarked cases
+    (metric sampled_error_ratio: not the verify suite's error_ratio, see attnbench.metrics),
+    with the FlashAttention rule's default bound for what was checked (output 2, gradient 3)."""
     cases = ensure(attention_cases(bundle), "checked")
-    if cases.empty or cases["error_ratio"].isna().all():
+    if cases.empty or cases["sampled_error_ratio"].isna().all():
         return []
-    cases = cases[cases["error_ratio"].notna()]
+    cases = cases[cases["sampled_error_ratio"].notna()]
     rows = []
     for key, g in groups(cases, ["run", "variant", "dtype", "mode", "checked"]):
         checked = str(key[-1]) if key[-1] == key[-1] else "out"
         bound = SPOT_BOUNDS.get(checked, GRAD_BOUND)
-        worst = float(g["error_ratio"].max())
+        worst = float(g["sampled_error_ratio"].max())
         rows.append([*(key[:-1] if bundle.several_runs else key[1:-1]), checked, len(g),
                      Cell(fmt(worst), "" if worst <= bound else "warn"),
-                     fmt(g["error_ratio"].median()), fmt(bound)])
+                     fmt(g["sampled_error_ratio"].median()), fmt(bound)])
     return rows
 
 

@@ -6,7 +6,6 @@ k ≈ 2 means the N × S score matrix is materialised (naive), k ≈ 1 means O(N
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import (
@@ -34,14 +33,12 @@ MIB = 2**20
 PANEL_KEYS = ["run", "device", "mode", "dtype", "B", "Hq", "Hkv", "D", "Dv"]
 
 
-def slope(line: pd.DataFrame) -> float | None:
-    """Least-squares slope of log(peak) against log(N): the exponent of the line as drawn
-    (the suite's own fits, over its memory sweep, are in the table below the figure)."""
-    points = line[(line["mem_peak_bytes"] > 0) & (line["N"] > 0)]
-    if points["N"].nunique() < 2:
-        return None
-    return float(np.polyfit(np.log(points["N"].astype(float)),
-                            np.log(points["mem_peak_bytes"].astype(float)), 1)[0])
+def fitted_exponents(bundle: Bundle) -> dict[tuple, float]:
+    """The suite's own fits (mem_exponent rows, over its memory sweep) by (run, variant, mode,
+    dtype, causal): the one exponent the legend, the table and the summary all show."""
+    fits = memory_fits(bundle)
+    return {(r["run"], r["variant"], r["mode"], r["dtype"], as_bool(r["causal"])):
+            float(r["value"]) for _, r in fits.iterrows() if r["value"] == r["value"]}
 
 
 EXCESS = 2.0  # measured / model above this is called out
@@ -67,30 +64,17 @@ def scaling_panels(cases: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
             if g.groupby(["variant", "causal"], dropna=False)["N"].nunique().max() >= 2]
 
 
-def suite_fit(fits: pd.DataFrame, run: str, variant: str, mode: str, dtype: str,
-              causal: object) -> float | None:
-    """The suite's own exponent for a line (its memory sweep), so legend, table and summary
-    quote one fit; None when the suite fitted none for it."""
-    if fits.empty:
-        return None
-    mine = fits[(fits["run"] == run) & (fits["variant"] == variant) & (fits["mode"] == mode)
-                & (fits["dtype"].astype(str) == str(dtype))
-                & (fits["causal"].map(as_bool) == as_bool(causal))]["value"].dropna()
-    return float(mine.iloc[0]) if len(mine) else None
-
-
 def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]]) -> Figure:
     colors = bundle.colors()
-    fits = memory_fits(bundle)
+    exponents = fitted_exponents(bundle)
     fig, axes = figures.grid(len(found), ncols=2)  # two per row: room for the legend
     for ax, (key, g) in zip(axes, found, strict=False):
         panel = dict(zip(PANEL_KEYS, key, strict=True))
         both = g["causal"].map(as_bool).nunique() > 1
         for (variant, causal), line in groups(g, ["variant", "causal"]):
             line = line.sort_values("N")
-            fitted = suite_fit(fits, panel["run"], variant, panel["mode"], panel["dtype"],
-                               causal)
-            k = fitted if fitted is not None else slope(line)
+            k = exponents.get((panel["run"], variant, panel["mode"], panel["dtype"],
+                               as_bool(causal)))
             label = variant + (" causal" if both and as_bool(causal) else "") + (
                 f" (k={k:.2f})" if k is not None else "")
             is_causal = both and as_bool(causal)
@@ -110,9 +94,9 @@ def memory_figure(bundle: Bundle, found: list[tuple[tuple, pd.DataFrame]]) -> Fi
                            logy=True, base=2)
         figures.legend(ax, loc="upper left")
     return Figure("memory", figures.to_png(fig),
-                  "Peak memory vs N, log-log (solid: measured, k = the suite's fitted exponent, "
-                  "else the slope of that line; dash-dot with open squares: causal; thin "
-                  "dashed: analytic model)")
+                  "Peak memory vs N, log-log (solid: measured, k = the suite's fitted exponent "
+                  "over its memory sweep, as in the table; dash-dot with open squares: causal; "
+                  "thin dashed: analytic model)")
 
 
 @register_section(order=70)

@@ -9,10 +9,11 @@ unigram plateau (loss near the corpus unigram entropy), which a NaN check alone 
 from __future__ import annotations
 
 import pandas as pd
-from attnbench.reports.document import Cell, Details, Section, fmt, fmt_lr, not_measured, table
+from attnbench.reports.document import Details, Section, fmt, fmt_lr, not_measured, table
 from attnbench.reports.load import Bundle, ensure, wide
 from attnbench.reports.sections import register_section
 from attnbench.reports.sections import stability_figures as draw
+from attnbench.reports.sections import stability_tables as tables
 from attnbench.reports.sections.common import groups, run_column, stability_configs
 
 TRAINING = ("final_val_loss", "init_loss", "unigram_loss", "diverged", "max_logit", "spikes")
@@ -22,8 +23,18 @@ CURVES = ("val_loss", "train_loss")  # preferred first
 
 
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = ensure(frame, "block", "attention", "warmup", "depth", "lr", "seed", "steps")
+    frame = ensure(frame, "block", "attention", "warmup", "depth", "lr", "seed", "steps",
+                   "beta2", "init")
     return frame.assign(config=stability_configs(frame))
+
+
+def with_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """beta2 and init for runs recorded before they were swept (AdamW beta2 0.95, the scaled
+    GPT-2 init: what every run used then)."""
+    frame = ensure(frame, "beta2", "init")
+    init = frame["init"].astype(object)
+    return frame.assign(beta2=pd.to_numeric(frame["beta2"]).fillna(0.95),
+                        init=init.where(init.notna(), "scaled"))
 
 
 def trained_runs(bundle: Bundle) -> pd.DataFrame:
@@ -35,7 +46,10 @@ def trained_runs(bundle: Bundle) -> pd.DataFrame:
     ids = set(frame[frame["metric"].isin(("final_val_loss", "diverged"))]["case_id"])
     frame = frame[frame["case_id"].isin(ids) & frame["metric"].isin(TRAINING)]
     runs = ensure(wide(frame, ("run", "case_id", "variant", "config")), *TRAINING, "verdict",
-                  "depth", "lr", "seed", "steps", "eval_every")
+                  "depth", "lr", "seed", "steps", "eval_every", "block", "warmup", "beta2",
+                  "init")
+    runs = with_defaults(runs.assign(
+        block=runs["block"].where(runs["block"].notna(), runs["variant"])))
     from_flag = runs["diverged"].map(lambda d: None if d != d else
                                      ("healthy" if d == 0 else "nan"))
     verdict = runs["verdict"].where(runs["verdict"].notna(), from_flag).fillna("healthy")
@@ -58,30 +72,14 @@ def divergence_cells(trained: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cells)
 
 
-def map_tables(bundle: Bundle, cells: pd.DataFrame) -> list:
-    """The divergence map as text: rows depth, columns learning rate."""
-    tones = {"healthy": "good", "unigram_collapse": "warn", "blowup": "bad", "nan": "bad",
-             "mixed": "warn"}
-    out = []
-    for (run, config), g in groups(cells, ["run", "config"]):
-        lrs = sorted(g["lr"].unique())
-        rows = []
-        for (depth,), by_depth in groups(g, ["depth"]):
-            found = {c["lr"]: Cell(c["text"], tones.get(c["verdict"], "warn"))
-                     for _, c in by_depth.iterrows()}
-            rows.append([fmt(depth), *(found.get(lr, Cell("–", "muted")) for lr in lrs)])
-        caption = f"{config}: verdict by depth × learning rate" + (
-            f" [{run}]" if bundle.several_runs else "")
-        out.append(table(["depth \\ lr", *(fmt_lr(lr) for lr in lrs)], rows, caption))
-    return out
-
-
 def per_depth_rows(bundle: Bundle) -> pd.DataFrame:
     frame = bundle.rows("stability")
     frame = frame[frame["metric"].isin(PER_DEPTH)] if not frame.empty else frame
     if frame.empty:
         return frame
-    return ensure(wide(with_config(frame), ("run", "config", "depth")), *PER_DEPTH)
+    frame = with_config(frame)
+    keys = ("run", "config", "block", "depth", "warmup", "beta2", "init")
+    return with_defaults(ensure(wide(frame, keys), *PER_DEPTH))
 
 
 def curves(bundle: Bundle, trained: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -113,8 +111,9 @@ def build(bundle: Bundle) -> Section:
     section.items.append(draw.loss_vs_lr(bundle, trained))
     cells = divergence_cells(trained)
     section.items.append(draw.divergence_map(bundle, cells))
-    section.items += map_tables(bundle, cells)
     depth_rows = per_depth_rows(bundle)
+    section.items.append(tables.best_configurations(bundle, trained, depth_rows))
+    section.items += tables.divergence_tables(bundle, trained)
     if depth_rows.empty:
         section.items.append(not_measured("learning-rate sensitivity", "no lr_sensitivity rows"))
     else:
@@ -133,8 +132,9 @@ def build(bundle: Bundle) -> Section:
     if init.empty:
         section.items.append(not_measured("initialisation diagnostics"))
     else:
+        init = with_config(ensure(init, "layer"))
         section.items.append(Details("Initialisation diagnostics vs depth (figure)", [
-            draw.init_diagnostics(bundle, with_config(ensure(init, "layer")))]))
+            draw.init_diagnostics(bundle, init, tables.init_caption(init))]))
     found, metric = curves(bundle, trained)
     if found.empty:
         section.items.append(not_measured("loss curves", "no train_loss/val_loss samples"))

@@ -103,16 +103,18 @@ def sensitivity(bundle: Bundle, per_depth: pd.DataFrame) -> Figure:
 INIT_PANELS = (  # (metric, x column, panel title, y label, log y)
     ("last_ffn_grad_norm", "depth", "last FFN weight gradient (Xiong et al.)", "gradient norm",
      True),
-    ("output_change", "depth", "output change, small perturbation (Admin)", "relative change",
+    ("output_change", "depth", "output change, sublayer weights perturbed (Admin)",
+     "E||ΔF||² per token", True),
+    ("one_step_change", "depth", "output change after one AdamW step", "||ΔF||² per token",
      True),
-    ("one_step_change", "depth", "output change after one step", "relative change", True),
     ("grad_norm", "layer", "gradient norm per layer, deepest model", "gradient norm", True),
     ("hidden_norm", "layer", "hidden-state norm per layer, deepest model", "norm", False),
 )
 
 
-def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
-    """Xiong et al. / Admin diagnostics: how gradients and sensitivity scale with depth."""
+def init_diagnostics(bundle: Bundle, init: pd.DataFrame, caption: str) -> Figure:
+    """Xiong et al. / Admin diagnostics: how gradients and sensitivity scale with depth, the
+    mean over seeds; ``caption`` says what these data show."""
     present = [p for p in INIT_PANELS if (init["metric"] == p[0]).any()]
     runs = sorted(init["run"].unique())
     fig, axes = figures.grid(len(present) * len(runs))
@@ -122,7 +124,9 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
         for (config,), line in groups(rows, ["config"]):
             if x == "layer":  # per-layer profile of the deepest model only
                 line = line[line["depth"] == line["depth"].max()]
-            line = line.sort_values(x)
+            depth = line["depth"].max()
+            line = line.groupby(x, as_index=False)["value"].mean()  # over seeds
+            line["depth"] = depth
             suffix = f" (L{fmt(line['depth'].max())})" if x == "layer" else ""
             ax.plot(line[x], line["value"], marker="o", markersize=3.5,
                     label=figures.plain(config + suffix))
@@ -130,9 +134,7 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame) -> Figure:
                            "depth (layers)" if x == "depth" else "layer index", ylabel,
                            logx=x == "depth", logy=logy)
         figures.legend(ax)
-    return Figure("init-diagnostics", figures.to_png(fig),
-                  "Initialisation diagnostics vs depth (Post-LN: last-FFN gradient flat in "
-                  "depth, Pre-LN: shrinks as 1/√L; Admin: output change O(L) vs O(log L))")
+    return Figure("init-diagnostics", figures.to_png(fig), caption)
 
 
 def step_axis(run: pd.Series, n: int) -> np.ndarray:

@@ -3,6 +3,9 @@
 Each line is the median over the timing samples of one case; the band is the interquartile
 range, taken from the raw samples when the run kept them, else median ± IQR/2 from the table.
 Speed-ups divide times measured in the same run only: a ratio across runs would mix machines.
+Each speed-up carries its interval over worker processes and is called faster or slower only
+when that interval clears 1 by more than the run's A/A noise floor (``attnbench.speed``);
+otherwise it is a tie, shown neutral.
 """
 
 from __future__ import annotations
@@ -32,17 +35,35 @@ from attnbench.reports.sections.common import (
     groups,
     run_column,
 )
+from attnbench.speed import per_process_medians, speedup
 
 # Panels: one per problem family (everything but N and the variant); figures: one per mode.
 PANEL_KEYS = ["run", "device", "dtype", "causal", "B", "Hq", "Hkv", "D", "Dv"]
 MODES = ("fwd", "bwd", "fwd+bwd")
 TIME_SAMPLES = ("time_s", "times_s", "time_samples_s", "time")  # samples.jsonl metric names
+CALL_TONE = {"faster": "good", "slower": "warn", "tie": ""}  # a tie is neutral
+
+
+def noise_floors(bundle: Bundle) -> dict[str, float]:
+    """Each throughput run's A/A noise floor (its ``noise_floor`` row); absent: no floor."""
+    frame = bundle.rows("throughput")
+    if frame.empty or "metric" not in frame:
+        return {}
+    rows = frame[frame["metric"] == "noise_floor"]
+    return {r["run"]: float(r["value"]) for _, r in rows.iterrows() if r["value"] == r["value"]}
+
+
+def process_medians(bundle: Bundle, run: str, case_id: str) -> list[float]:
+    """One case's per-process medians, index r = worker process r (empty for old runs)."""
+    return per_process_medians(lambda metric: bundle.samples(run, case_id, metric))
 
 
 def quartile_tflops(bundle: Bundle, row: pd.Series) -> tuple[float, float]:
     """TFLOP/s at the 75th and 25th percentile of time (slow end, fast end)."""
+    pooled = [x for r in range(64) for x in (bundle.samples(row["run"], row["case_id"],
+                                                             f"time_s:p{r}") or [])]
     for metric in TIME_SAMPLES:
-        samples = bundle.samples(row["run"], row["case_id"], metric)
+        samples = pooled or bundle.samples(row["run"], row["case_id"], metric)
         if samples:
             q25, q75 = np.percentile(np.asarray(samples, dtype=float), [25, 75])
             break
@@ -84,12 +105,25 @@ def tflops_figure(bundle: Bundle, cases: pd.DataFrame, mode: str,
         len(found)
 
 
-def speedups(cases: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """time(baseline) / time(variant) for each problem both ran in the same run."""
+def speedups(bundle: Bundle, cases: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """time(baseline) / time(variant) for each problem both ran in the same run: the median
+    of per-process ratios, its interval over processes, and the call against the run's noise
+    floor (``attnbench.speed.speedup``; a run without per-process samples or without an A/A
+    control calls nothing)."""
     keys = ["run", *SHAPE]
-    base = cases[cases["variant"] == baseline][keys + ["time_median_s"]]
+    base = cases[cases["variant"] == baseline][keys + ["time_median_s", "case_id"]]
     joined = cases[cases["variant"] != baseline].merge(base, on=keys, suffixes=("", "_base"))
-    return joined.assign(speedup=joined["time_median_s_base"] / joined["time_median_s"])
+    floors = noise_floors(bundle)
+    found = []
+    for _, row in joined.iterrows():
+        got = speedup(process_medians(bundle, row["run"], row["case_id_base"]),
+                      process_medians(bundle, row["run"], row["case_id"]),
+                      floors.get(row["run"], math.nan))
+        if got["speedup"] != got["speedup"]:  # no per-process samples: the medians' ratio
+            got["speedup"] = row["time_median_s_base"] / row["time_median_s"]
+        found.append(got)
+    extra = pd.DataFrame(found, index=joined.index, columns=["speedup", "low", "high", "call"])
+    return pd.concat([joined, extra], axis=1)
 
 
 def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
@@ -112,15 +146,26 @@ def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
 
 
 def speedup_table(bundle: Bundle, joined: pd.DataFrame) -> list[list]:
+    """One row per (run, variant, dtype, causal, mode): the geometric-mean speed-up, the
+    widest interval over its problems, and the calls. The row is coloured only when every
+    problem was called the same way; anything else is neutral."""
     rows = []
+    floors = noise_floors(bundle)
     for key, g in groups(joined, ["run", "variant", "dtype", "causal", "mode"]):
         values = g["speedup"].dropna()
         geo = float(np.exp(np.log(values).mean())) if len(values) else math.nan
-        tone = "good" if geo > 1.05 else ("warn" if geo < 0.95 else "")
+        calls = g["call"].value_counts()
+        unanimous = calls.index[0] if len(calls) == 1 else "tie"
         run, variant, dtype, causal, mode = key
+        interval = (f"{g['low'].min():.2f}–{g['high'].max():.2f}×"
+                    if g["low"].notna().any() else "no interval (no per-process samples)")
+        floor = floors.get(run)
         rows.append([*([run] if bundle.several_runs else []), variant, dtype,
-                     "causal" if causal else "non-causal", mode, Cell(f"{geo:.2f}×", tone),
-                     f"{values.min():.2f}–{values.max():.2f}×", len(values)])
+                     "causal" if causal else "non-causal", mode,
+                     Cell(f"{geo:.2f}×", CALL_TONE[unanimous]), interval,
+                     ", ".join(f"{int(calls.get(c, 0))} {c}" for c in ("faster", "tie", "slower")
+                               if calls.get(c, 0)),
+                     "none measured" if floor is None else f"±{floor:.1%}", len(values)])
     return rows
 
 
@@ -165,7 +210,8 @@ def build(bundle: Bundle) -> Section:
         if n > figures.MAX_PANELS:
             section.items.append(Note(f"{n} problem families; the first {figures.MAX_PANELS} "
                                       "are drawn, all are in the CSV.", "warn"))
-        joined = speedups(of_mode, bundle.baseline) if base_present else pd.DataFrame()
+        joined = speedups(bundle, of_mode, bundle.baseline) if base_present \
+            else pd.DataFrame()
         if not joined.empty:
             section.items.append(Details(f"Speed-up against {bundle.baseline}, {mode} (figure)",
                                          [speedup_figure(bundle, joined, mode, colors)]))
@@ -173,7 +219,8 @@ def build(bundle: Bundle) -> Section:
     if speed_rows:
         section.items.append(table(
             [*run_column(bundle), "variant", "dtype", "causal", "mode",
-             f"speed-up vs {bundle.baseline} (geo. mean)", "range over N", "problems"],
+             f"speed-up vs {bundle.baseline} (geo. mean)", "interval over processes",
+             "calls (interval beyond the noise floor)", "A/A noise floor", "problems"],
             speed_rows, f"Speed-up against {bundle.baseline}"))
     not_run = not_run_table(bundle)
     if not_run:
