@@ -104,6 +104,9 @@ _ALL: tuple[Metric, ...] = (
     Metric("output_change", "", "lower", _S,
            "Mean squared change of the model output under relative Gaussian parameter noise "
            "at init (Admin's measure, Liu et al. 2020)."),
+    Metric("output_change_all", "", "none", _S,
+           "Admin's output change with noise on every parameter (embeddings and norms "
+           "included): the earlier measure, kept to show why it misled (stability.diagnostics)."),
     Metric("one_step_change", "", "lower", _S,
            "Mean squared change of the same output after one AdamW step at init."),
     Metric("lowest_diverging_lr", "lr", "higher", _S,
