@@ -125,9 +125,10 @@ def seeds_badge(bundle: Bundle) -> str:
         keyed = frame[frame["metric"] == "final_val_loss"]
         per = keyed.groupby([c for c in ("run", "block", "depth", "lr", "warmup", "attention")
                              if c in keyed], dropna=False)["seed"].nunique()
-        low, high = (int(per.min()), int(per.max())) if len(per) else (0, 0)
-        parts.append(f"training: {low}" + ("" if low == high else f"–{high}")
-                     + " seed(s) per configuration")
+        if len(per):
+            low, high = int(per.min()), int(per.max())
+            parts.append(f"training: {low}" + ("" if low == high else f"–{high}")
+                         + " seed(s) per configuration")
     recorded = sorted({f"{k}={v}" for r in bundle.runs
                        for k, v in (r.provenance.get("seeds") or {}).items()})
     if recorded:
