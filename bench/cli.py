@@ -19,13 +19,12 @@ from typing import Any
 from attnbench.errors import AttnbenchError, UsageError
 from attnbench.runtime import configure_triton
 
+__all__ = ["UsageError", "main"]  # UsageError is the library's; subcommands import it here
+
 # Subcommand modules, in the order `attnbench --help` lists them.
 COMMANDS = ("attnbench.cli_list", "attnbench.cli_verify", "attnbench.cli_bench",
             "attnbench.cli_report", "attnbench.cli_stability", "attnbench.cli_gate",
             "attnbench.cli_kernels")
-
-
-__all__ = ["UsageError", "main"]  # UsageError: defined in the library, raised by both
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

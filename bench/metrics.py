@@ -102,11 +102,11 @@ _ALL: tuple[Metric, ...] = (
     Metric("hidden_norm", "", "none", _S, "Norm of one layer's output (column layer) at init."),
     Metric("last_ffn_grad_norm", "", "none", _S, "Gradient norm of the last MLP at init."),
     Metric("output_change", "", "lower", _S,
-           "Mean squared change of the model output under relative Gaussian parameter noise "
-           "at init (Admin's measure, Liu et al. 2020)."),
-    Metric("output_change_all", "", "none", _S,
-           "Admin's output change with noise on every parameter (embeddings and norms "
-           "included): the earlier measure, kept to show why it misled (stability.diagnostics)."),
+           "Mean squared change per token of the model output when the sublayers' weights get "
+           "Gaussian noise of one absolute std at init (Admin's measure, Liu et al. 2020)."),
+    Metric("output_change_all", "", "lower", _S,
+           "The earlier, misleading measure: every parameter (norm gains included) perturbed "
+           "relative to its own RMS; kept to show why it read DeepNorm as Post-LN."),
     Metric("one_step_change", "", "lower", _S,
            "Mean squared change of the same output after one AdamW step at init."),
     Metric("lowest_diverging_lr", "lr", "higher", _S,

@@ -88,7 +88,7 @@ def test_list_prints_cases_and_skip_reasons_and_writes_nothing(capsys, tmp_path)
                            "--mode", "fwd", "--out", str(tmp_path / "x"))
     assert code == 0
     lines = out.strip().splitlines()
-    assert "attention:naive:B1-H4-N256-D64-float32-cpu:fwd" in lines
+    assert "attention:naive:B1-H2-N256-D64-float32-cpu:fwd" in lines
     assert any(line.startswith("attention:sdpa_efficient:") and "[skipped: device cpu" in line
                for line in lines)
     assert any(line.startswith("memory:naive:B1-H4-N4096") for line in lines)

@@ -100,6 +100,12 @@ def test_memory_model_is_read_from_the_registration():
         assert attention_memory_bytes(case(attention="test_models_undeclared")) is None
         assert "variant 'test_models_undeclared' declares no memory behaviour" in \
             no_memory_model_reason(case(attention="test_models_undeclared"))
+        from attnbench.throughput.measure import measure_case
+
+        measured = measure_case(case(attention="test_models_undeclared", measure="memory",
+                                     N=16, S=16))
+        assert "mem_model_bytes" not in measured.values
+        assert "declares no memory behaviour" in measured.skipped["mem_model_bytes"]
     finally:
         unregister("test_models_chunked")
         unregister("test_models_undeclared")
