@@ -33,7 +33,7 @@ class Table:
 
 @dataclass
 class Figure:
-    slug: str  # file stem, unique in the report: "05-throughput-fwd"
+    slug: str  # file stem, unique in the report; ``number`` prefixes the section: "05-..."
     png: bytes
     title: str  # alt text and caption
 
@@ -51,15 +51,91 @@ class Paragraph:
     text: str
 
 
-Item = Table | Figure | Note | Paragraph
+@dataclass
+class Details:
+    """Collapsed content (HTML ``<details>``): a long table or a detail figure that most
+    readers skip; ``summary`` is the one line shown closed, saying what is inside."""
+
+    summary: str
+    items: list[Item]
+
+
+@dataclass
+class Answer:
+    """One reader's short answer: who asks, the question, and a few lines of answer."""
+
+    reader: str
+    question: str
+    lines: list[Cell]
+
+
+@dataclass
+class Answers:
+    """The answer blocks shown side by side (stacked on a narrow screen)."""
+
+    blocks: list[Answer]
+
+
+Item = Table | Figure | Note | Paragraph | Details | Answers
 
 
 @dataclass
 class Section:
     slug: str
-    title: str
+    title: str  # without a number: "Throughput"; ``number`` assigns "5."
     how_to_read: str
     items: list[Item] = field(default_factory=list)
+    number: int = 0
+
+    @property
+    def heading(self) -> str:
+        return f"{self.number}. {self.title}" if self.number else self.title
+
+
+@dataclass
+class Banner:
+    """The page's top line: verdicts (toned) and badges saying what ran where."""
+
+    verdicts: list[Cell]
+    badges: list[tuple[str, str]]  # (what, value): ("CPU threads", "2")
+
+
+def figures_in(items: list[Item]) -> list[Figure]:
+    """Every figure, including those inside collapsed ``Details``, in page order."""
+    found: list[Figure] = []
+    for item in items:
+        if isinstance(item, Figure):
+            found.append(item)
+        elif isinstance(item, Details):
+            found += figures_in(item.items)
+    return found
+
+
+LONG_TABLE = 12  # rows; a longer table is collapsed behind its caption
+
+
+def collapse_long_tables(items: list[Item], rows: int = LONG_TABLE) -> list[Item]:
+    """Tables longer than ``rows`` go behind a one-line ``Details`` (their caption and row
+    count), so the page reads in a few screens and the numbers stay one click away."""
+    out: list[Item] = []
+    for item in items:
+        if isinstance(item, Table) and len(item.rows) > rows:
+            title = item.caption or "Table"
+            out.append(Details(f"{title} ({len(item.rows)} rows)",
+                               [Table(item.columns, item.rows)]))
+        else:
+            out.append(item)
+    return out
+
+
+def number(sections: list[Section]) -> list[Section]:
+    """Numbers the sections in the order given and prefixes each figure's file name with its
+    section's number ("throughput-fwd" -> "05-throughput-fwd"), so files sort like the page."""
+    for n, s in enumerate(sections, start=1):
+        s.number = n
+        for f in figures_in(s.items):
+            f.slug = f"{n:02d}-{f.slug}"
+    return sections
 
 
 def not_measured(what: str, why: str = "") -> Note:

@@ -7,9 +7,21 @@ colour: ✓ good, ✗ bad (bold), ⚠ warning.
 
 from __future__ import annotations
 
+import html
 import re
 
-from attnbench.reports.document import Cell, Figure, Item, Note, Paragraph, Section, Table
+from attnbench.reports.document import (
+    Answers,
+    Banner,
+    Cell,
+    Details,
+    Figure,
+    Item,
+    Note,
+    Paragraph,
+    Section,
+    Table,
+)
 
 FIGURES_DIR = "figures"
 MARKS = {"good": "✓ ", "bad": "✗ ", "warn": "⚠ ", "muted": "", "": ""}
@@ -52,14 +64,32 @@ def render_item(item: Item) -> str:
         return f"> {MARKS[item.tone]}{esc(item.text)}"
     if isinstance(item, Paragraph):
         return esc(item.text)
-    raise TypeError(f"report item: expected Table, Figure, Note or Paragraph, got {item!r}")
+    if isinstance(item, Details):  # GitHub renders <details>; Markdown inside needs blank lines
+        inner = "\n\n".join(render_item(i) for i in item.items)
+        return (f"<details><summary>{html.escape(' '.join(item.summary.split()))}</summary>"
+                f"\n\n{inner}\n\n</details>")
+    if isinstance(item, Answers):
+        return "\n\n".join(f"**{esc(a.reader)}**: *{esc(a.question)}*\n\n"
+                             + "\n".join(f"- {render_cell(c)}" for c in a.lines)
+                             for a in item.blocks)
+    raise TypeError("report item: expected one of Table, Figure, Note, Paragraph, Details, "
+                    f"Answers, got {item!r}")
 
 
-def render(sections: list[Section], *, title: str, subtitle: str, footer: str) -> str:
-    parts = [f"# {esc(title)}", esc(subtitle), "## Contents",
-             "\n".join(f"- [{esc(s.title)}](#{anchor(s.title)})" for s in sections)]
+def render_banner(b: Banner) -> str:
+    lines = [f"> {MARKS[c.tone]}{'**' + esc(c.text) + '**' if c.tone == 'bad' else esc(c.text)}"
+             for c in b.verdicts]
+    badges = " · ".join(f"**{esc(k)}**: {esc(v)}" for k, v in b.badges)
+    return "\n>\n".join(lines) + "\n\n" + badges
+
+
+def render(sections: list[Section], *, title: str, subtitle: str, footer: str,
+           banner: Banner | None = None) -> str:
+    parts = [f"# {esc(title)}", esc(subtitle), *([render_banner(banner)] if banner else []),
+             "## Contents",
+             "\n".join(f"- [{esc(s.heading)}](#{anchor(s.heading)})" for s in sections)]
     for s in sections:
-        parts.append(f"## {esc(s.title)}")
+        parts.append(f"## {esc(s.heading)}")
         parts.append(f"*How to read:* {esc(s.how_to_read)}")
         parts += [render_item(i) for i in s.items]
     parts.append(f"---\n\n{esc(footer)}")

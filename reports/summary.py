@@ -21,6 +21,7 @@ from attnbench.reports.document import (
     table,
 )
 from attnbench.reports.load import Bundle, ensure, sort_key, wide
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import (
     SHAPE,
     attention_cases,
@@ -123,7 +124,11 @@ def fastest(bundle: Bundle) -> tuple[dict[RunVariant, str], dict[RunVariant, str
                                        else cases, ["run", "variant"]):
         top = rows.loc[rows["tflops"].idxmax()]
         where = case_text(top, ("dtype", "mode", "causal"))
-        best[(run, variant)] = f"{fmt(top['tflops'])} ({where} N {fmt(top['N'])})"
+        device = "GPU" if str(top.get("device")) == "cuda" else str(top.get("device")).upper()
+        share = top.get("peak_fraction")
+        peak = f", {share:.0%} of the measured matmul peak" if share == share and share else ""
+        best[(run, variant)] = (f"{fmt(top['tflops'])} on {device}{peak} ({where} "
+                                f"N {fmt(top['N'])})")
     return regimes, best
 
 
@@ -234,15 +239,19 @@ def gate_line(bundle: Bundle) -> Note:
     bad = sum(tone(f) == "bad" for f in bundle.gate)
     verdict = bundle.gate_meta.get("verdict") or ("fail" if bad else "pass")
     return Note(f"Gate: {verdict}; {bad} failing finding(s) among {len(bundle.gate)} "
-                "(section 10).", "bad" if bad or verdict == "fail" else "good")
+                "(see Gate verdicts).", "bad" if bad or verdict == "fail" else "good")
 
 
+@register_section(order=10)
 def build(bundle: Bundle) -> Section:
-    section = Section("summary", "1. Summary", (
-        "One row per variant and run: right (verify suite, error against the float64 reference "
-        "as a fraction of the allowed bound), fast (problems where it had the lowest median "
-        "time and beat the runner-up by more than the run's A/A noise floor; closer is a "
-        "tie), lean (memory exponent k in peak ∝ N^k: 1 linear, 2 quadratic)."))
+    from attnbench.reports import answers  # imports sections that import this module
+
+    section = Section("summary", "Summary", (
+        "First the short answer for each reader, then one row per variant and run: right "
+        "(verify suite, error against the float64 reference as a fraction of the allowed "
+        "bound), fast (problems where it had the lowest median time and beat the runner-up "
+        "by more than the run's A/A noise floor; closer is a tie), lean (memory exponent k "
+        "in peak ∝ N^k: 1 linear, 2 quadratic)."))
     verdicts, (regimes, best), exponents = verification(bundle), fastest(bundle), \
         memory_exponents(bundle)
     keys = sorted(set(verdicts) | set(regimes) | set(best) | set(exponents),
@@ -252,15 +261,19 @@ def build(bundle: Bundle) -> Section:
                 if any(e.get("kind") == "block" for e in entries.values())}
     attention_keys = [k for k in keys if k[1] not in is_block]
     block_keys = [k for k in keys if k[1] in is_block]
+    section.items.append(answers.build(bundle, verdicts, exponents, attention_keys))
+    not_timed = answers.not_timed_reasons(bundle)
     if attention_keys:
         rows = [[*([run] if bundle.several_runs else []), variant,
                  verdicts.get((run, variant), Cell("not measured", "muted")),
-                 regimes.get((run, variant), "not measured"), best.get((run, variant), "–"),
+                 regimes.get((run, variant), f"not timed: {not_timed[(run, variant)]}"
+                             if (run, variant) in not_timed else "not measured"),
+                 best.get((run, variant), "–"),
                  exponents.get((run, variant), "not measured")]
                 for run, variant in attention_keys]
         section.items.append(table(
             [*run_column(bundle), "variant", "verified (verify suite)", "fastest in (problems)",
-             "best TFLOP/s", "memory exponent k"], rows, "Attention variants"))
+             "best TFLOP/s (where)", "memory exponent k"], rows, "Attention variants"))
     else:
         section.items.append(not_measured("attention variants", "no verify or throughput runs"))
     if block_keys:
@@ -283,6 +296,14 @@ def build(bundle: Bundle) -> Section:
                                     "evidence"],
                                    [r if bundle.several_runs else r[1:] for r in found],
                                    "Findings from the literature"))
+        quick = [r.label for r in bundle.runs
+                 if r.suite == "stability" and r.provenance.get("preset") == "quick"]
+        if quick:
+            section.items.append(Note(
+                "These findings come from the quick preset (small models, few depths and "
+                "seeds, a few hundred steps): 'not reproduced' at this scale is weak "
+                "evidence either way; attnbench stability --preset full tests them at scale.",
+                "warn"))
     section.items.append(gate_line(bundle))
     if bundle.several_runs:
         section.items.append(Paragraph(

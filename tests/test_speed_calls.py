@@ -4,6 +4,7 @@ cannot tell from noise (attnbench.speed, throughput.replicate, the report's spee
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,16 @@ def test_report_calls_nothing_between_identical_variants_or_runs(tmp_path):
         assert speed_cell.tone == "", row  # neutral: a tie
         assert "faster" not in " ".join(map(str, row)) and "slower" not in " ".join(map(str, row))
     assert regimes and all(text.startswith("never called fastest") for text in regimes.values())
+    # ... and the whole page (answers per reader, per-shape tables) calls nothing either
+    from attnbench.reports import write_report
+    from test_report_render import Page
+
+    write_report(twins, tmp_path / "page")
+    page = Page((tmp_path / "page" / "index.html").read_text(encoding="utf-8"))
+    calls = [text for _, text in page.cells if re.search(r"\b(faster|slower)$", text)]
+    assert calls == [] and not re.search(r"\d+ (faster|slower)", page.text["summary"])
+    assert re.search(r"sdpa_flash: .*vs sdpa: 3 tie of 3", page.text["summary"])
+    assert sum(text.endswith(" tie") for _, text in page.cells) >= 3  # per-shape sdpa_flash rows
 
 
 def test_report_calls_a_real_difference(tmp_path):

@@ -6,6 +6,7 @@ import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import Figure, Section, fmt, fmt_si, not_measured, table
 from attnbench.reports.load import Bundle, ensure, wide
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import case_text, groups, run_column
 
 PANEL_KEYS = ["run", "device", "dtype", "mode", "d_model", "n_heads"]
@@ -55,13 +56,14 @@ def block_figure(bundle: Bundle, cases: pd.DataFrame) -> Figure:
                            "attention share of block time (%)")
         share.set_ylim(0, 100)
     figures.shared_legend(fig, axes)
-    return Figure("08-blocks", figures.to_png(fig),
+    return Figure("blocks", figures.to_png(fig),
                   "Blocks: tokens/s (higher is better) and the share of block time spent in "
                   "attention, per block, bars coloured by the attention variant inside")
 
 
+@register_section(order=80)
 def build(bundle: Bundle) -> Section:
-    section = Section("blocks", "8. Blocks", (
+    section = Section("blocks", "Blocks", (
         "Whole Transformer blocks (attention + feed-forward + norms). Tokens/s is the "
         "end-to-end rate; the attention share tells whether a faster attention would matter "
         "for this block at this length."))
@@ -78,5 +80,6 @@ def build(bundle: Bundle) -> Section:
              else f"{100 * r['attention_share']:.0f} %"]
             for _, r in cases.sort_values(["run", "block", "attention", "mode", "N"]).iterrows()]
     section.items.append(table([*run_column(bundle), "block", "attention", "d_model", "heads",
-                                "N", "mode", "dtype", "tokens/s", "attention share"], rows))
+                                "N", "mode", "dtype", "tokens/s", "attention share"], rows,
+                               "Blocks per case"))
     return section

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnbench.reports.document import Cell, Section, not_measured, table
+from attnbench.reports.document import Cell, Details, Section, not_measured, table
 from attnbench.reports.load import Bundle
+from attnbench.reports.sections import register_section
 
 ATTENTION = ("variant", "devices", "dtypes", "causal", "mask", "GQA", "backward", "head dim",
              "Dv ≠ D", "causal alignment", "fully masked rows", "LSE", "notes")
@@ -51,8 +52,9 @@ def row(name: str, entry: dict[str, Any], runs: tuple[str, ...], several: bool
             "LSE": yes_no(caps.get("exposes_lse")), "notes": notes}
 
 
+@register_section(order=30)
 def build(bundle: Bundle) -> Section:
-    section = Section("capabilities", "3. Capability and semantics matrix", (
+    section = Section("capabilities", "Capability and semantics matrix", (
         "What each variant declares, as recorded with the results. An unsupported case is "
         "skipped with its reason, never counted as a failure. 'causal alignment' is what "
         "causal=True means when N ≠ S; 'fully masked rows' is the output of a query that may "
@@ -70,8 +72,8 @@ def build(bundle: Bundle) -> Section:
             rows[kind].append(row(name, entry, runs, several))
     for kind, columns in (("attention", ATTENTION), ("block", BLOCK)):
         if rows[kind]:
-            section.items.append(table(list(columns), [[r[c] for c in columns]
-                                                       for r in rows[kind]],
-                                       "Attention variants" if kind == "attention" else
-                                       "Blocks (each runs on any attention variant)"))
+            what = ("attention variants" if kind == "attention" else
+                    "blocks (each runs on any attention variant)")
+            section.items.append(Details(f"{len(rows[kind])} {what}: declared capabilities", [
+                table(list(columns), [[r[c] for c in columns] for r in rows[kind]])]))
     return section

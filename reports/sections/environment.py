@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from attnbench.reports.document import Cell, Note, Section, fmt, table
+from attnbench.reports.document import Cell, Details, Note, Section, fmt, table
 from attnbench.reports.load import Bundle, Run
+from attnbench.reports.sections import register_section
 
 # (row title, how to read it from a provenance record)
 FIELDS: tuple[tuple[str, Any], ...] = (
@@ -55,8 +56,9 @@ def counts(run: Run) -> str:
     return ", ".join(f"{int(tally.get(k, 0))} {k}" for k in ("ok", "skipped", "error"))
 
 
+@register_section(order=20)
 def build(bundle: Bundle) -> Section:
-    section = Section("environment", "2. Environment and provenance", (
+    section = Section("environment", "Environment and provenance", (
         "One column per results directory. A run label (commit @ device) names each run in "
         "every later table and figure; runs that differ in the highlighted rows are not "
         "directly comparable."))
@@ -69,7 +71,10 @@ def build(bundle: Bundle) -> Section:
     for title, _ in FIELDS:
         tone = "warn" if title in differing else ""
         rows.append([Cell(title, tone), *(Cell(v, tone) for v in values[title])])
-    section.items.append(table(["", *(str(r.path) for r in bundle.runs)], rows))
+    section.items.append(Details(
+        f"Provenance of {len(bundle.runs)} results directories: commit, device, CPU, threads, "
+        "timer, library versions, times, command",
+        [table(["", *(str(r.path) for r in bundle.runs)], rows)]))
     if differing:
         section.items.append(Note(
             "These runs differ in " + ", ".join(differing) + ": numbers are compared within a "

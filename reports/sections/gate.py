@@ -12,6 +12,7 @@ from typing import Any
 
 from attnbench.reports.document import Cell, Note, Section, fmt, not_measured, table
 from attnbench.reports.load import Bundle, sort_key
+from attnbench.reports.sections import register_section
 
 BAD = ("regressed", "regression", "failed", "failing", "fail")
 WARN = ("warning", "inconclusive")
@@ -53,8 +54,9 @@ def headline(bundle: Bundle) -> Note | None:
                 else "muted")
 
 
+@register_section(order=100)
 def build(bundle: Bundle) -> Section:
-    section = Section("gate", "10. Gate verdicts", (
+    section = Section("gate", "Gate verdicts", (
         "Ratio = head / base for the measured quantity (time: above 1 is slower), with its "
         "confidence interval and p-value; a regression needs the interval past the threshold, "
         "so noise alone should rarely fail the gate. Gate failures come first."))

@@ -1,4 +1,4 @@
-"""Section 11: the compile report of our Triton kernels (``attnbench kernels --json``).
+"""The compile report of our Triton kernels (``attnbench kernels --json``).
 
 Reads ``kernels.json`` (schema attnbench-kernels/1) from any results directory of the report.
 It is measured without a GPU: every kernel and autotune config compiled for sm_80 / sm_90 with
@@ -13,6 +13,7 @@ from typing import Any
 
 from attnbench.reports.document import Cell, Note, Section, fmt, not_measured, table
 from attnbench.reports.load import Bundle
+from attnbench.reports.sections import register_section
 
 FILE = "kernels.json"
 COLUMNS = ["arch", "kernel", "dtype", "D", "causal", "config", "registers", "spill st/ld (B)",
@@ -30,15 +31,15 @@ def find_report(bundle: Bundle) -> dict[str, Any] | None:
 
 
 def build_from(report: dict[str, Any] | None) -> Section:
-    section = Section("kernels", "11. Triton kernels compiled for the GPU", (
+    section = Section("kernels", "Triton kernels compiled for the GPU", (
         "One row per kernel and autotune config the autotuner may try on that GPU. Registers "
         "per thread (255 is the ceiling); spill bytes above 0 mean local-memory traffic in the "
         "loop; the main loop is the unmasked key loop's SASS instruction count (fewer is "
         "leaner). Errors (no compile, shared memory over the device limit) come first."))
     if report is None:
         section.items.append(not_measured("kernel compile report",
-                                          f"no {FILE}; run `attnbench kernels --json "
-                                          f"RESULTS/{FILE}`"))
+                                          f"no {FILE}; run attnbench kernels --json "
+                                          f"RESULTS/{FILE}"))
         return section
     rows = sorted(report["rows"], key=lambda r: (r["status"] == "ok", r["arch"], r["kernel"],
                                                  r["dtype"], r["head_dim"], r["causal"]))
@@ -63,5 +64,6 @@ def build_from(report: dict[str, Any] | None) -> Section:
     return section
 
 
+@register_section(order=110)
 def build(bundle: Bundle) -> Section:
     return build_from(find_report(bundle))

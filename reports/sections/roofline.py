@@ -14,6 +14,7 @@ import pandas as pd
 from attnbench.reports import figures
 from attnbench.reports.document import Figure, Note, Section, fmt, not_measured, table
 from attnbench.reports.load import Bundle, ensure
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import attention_cases, flop_convention, groups, run_column
 
 ELEMENT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
@@ -60,8 +61,9 @@ def ceiling_for(peaks: pd.DataFrame, run: str, device: str, dtype: str, column: 
                                                   else np.nan)
 
 
+@register_section(order=60)
 def build(bundle: Bundle) -> Section:
-    section = Section("roofline", "6. Roofline", (
+    section = Section("roofline", "Roofline", (
         "Each point is one measured case: height = achieved TFLOP/s, position = arithmetic "
         "intensity (FLOPs per byte a fused kernel must move). The solid line is the measured "
         "matmul peak of that device and dtype; a point near it is compute-bound and fast."))
@@ -92,7 +94,8 @@ def build(bundle: Bundle) -> Section:
         if peak == peak:
             ax.axhline(peak, color="#333333", linewidth=1.2)
             ax.annotate(f"matmul peak {fmt(peak)} TFLOP/s", (0.02, peak),
-                        xycoords=("axes fraction", "data"), va="bottom", fontsize=7)
+                        xycoords=("axes fraction", "data"), va="bottom",
+                        fontsize=figures.SMALLEST_TEXT)
         if bandwidth == bandwidth:
             roof = bandwidth * 1e9 * x / 1e12
             ax.plot(x, np.minimum(roof, peak) if peak == peak else roof, color="#333333",
@@ -102,7 +105,7 @@ def build(bundle: Bundle) -> Section:
         figures.label_axes(ax, title, "arithmetic intensity (FLOP / byte, fused minimum)",
                            "achieved TFLOP/s", logx=True, logy=True)
         figures.legend(ax, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    section.items.append(Figure("06-roofline", figures.to_png(fig),
+    section.items.append(Figure("roofline", figures.to_png(fig),
                                 "Roofline: achieved TFLOP/s vs arithmetic intensity, with the "
                                 "measured matmul peak (markers: o fwd, s bwd, ^ fwd+bwd)"))
     rows = []

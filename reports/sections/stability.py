@@ -9,8 +9,9 @@ unigram plateau (loss near the corpus unigram entropy), which a NaN check alone 
 from __future__ import annotations
 
 import pandas as pd
-from attnbench.reports.document import Section, fmt, fmt_lr, not_measured, table
+from attnbench.reports.document import Details, Section, fmt, fmt_lr, not_measured, table
 from attnbench.reports.load import Bundle, ensure, wide
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections import stability_figures as draw
 from attnbench.reports.sections import stability_tables as tables
 from attnbench.reports.sections.common import groups, run_column, stability_configs
@@ -96,8 +97,9 @@ def curves(bundle: Bundle, trained: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(), ""
 
 
+@register_section(order=90)
 def build(bundle: Bundle) -> Section:
-    section = Section("stability", "9. Training stability", (
+    section = Section("stability", "Training stability", (
         "Small GPTs built from each block, trained over depths × learning rates. A run fails "
         "on NaN, blow-up, or collapse to the unigram plateau (orange line: the loss of "
         "predicting character frequencies only). Good blocks stay green over more learning "
@@ -115,8 +117,8 @@ def build(bundle: Bundle) -> Section:
     if depth_rows.empty:
         section.items.append(not_measured("learning-rate sensitivity", "no lr_sensitivity rows"))
     else:
-        if depth_rows["lr_sensitivity"].notna().any():
-            section.items.append(draw.sensitivity(bundle, depth_rows))
+        if depth_rows["lr_sensitivity"].notna().any() and depth_rows["depth"].nunique() > 1:
+            section.items.append(draw.sensitivity(bundle, depth_rows))  # a trend over depth
         rows = [[*([r["run"]] if bundle.several_runs else []), r["config"], fmt(r["depth"]),
                  fmt(r["lr_sensitivity"]),
                  fmt_lr(r["lowest_diverging_lr"]) if r["lowest_diverging_lr"] == r[
@@ -131,10 +133,12 @@ def build(bundle: Bundle) -> Section:
         section.items.append(not_measured("initialisation diagnostics"))
     else:
         init = with_config(ensure(init, "layer"))
-        section.items.append(draw.init_diagnostics(bundle, init, tables.init_caption(init)))
+        section.items.append(Details("Initialisation diagnostics vs depth (figure)", [
+            draw.init_diagnostics(bundle, init, tables.init_caption(init))]))
     found, metric = curves(bundle, trained)
     if found.empty:
         section.items.append(not_measured("loss curves", "no train_loss/val_loss samples"))
     else:
-        section.items.append(draw.loss_curves(bundle, found, metric))
+        section.items.append(Details("Loss curves of every run (figure)",
+                                     [draw.loss_curves(bundle, found, metric)]))
     return section

@@ -28,7 +28,7 @@ def loss_vs_lr(bundle: Bundle, trained: pd.DataFrame) -> Figure:
     """Final validation loss against learning rate: one panel per configuration, one line per
     depth; failed runs drawn as red crosses; unigram plateau and initial loss as references."""
     found = groups(trained, ["run", "config"])
-    fig, axes = figures.grid(len(found))
+    fig, axes = figures.grid(len(found), sharey=True)  # blocks compared on one loss scale
     colors = depth_colors(list(trained["depth"].dropna().unique()))
     for ax, ((run, config), g) in zip(axes, found, strict=False):
         init = g["init_loss"].median()
@@ -52,7 +52,7 @@ def loss_vs_lr(bundle: Bundle, trained: pd.DataFrame) -> Figure:
         figures.label_axes(ax, title(bundle, config, run), "learning rate",
                            "final validation loss (nats)", logx=True)
         figures.legend(ax)
-    return Figure("09-loss-vs-lr", figures.to_png(fig),
+    return Figure("loss-vs-lr", figures.to_png(fig),
                   "Final validation loss vs learning rate per block and depth (x: run failed; "
                   "losses above 1.25× the initial loss are drawn at that cap)")
 
@@ -60,7 +60,8 @@ def loss_vs_lr(bundle: Bundle, trained: pd.DataFrame) -> Figure:
 def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
     """Depth × learning rate, coloured by verdict; cell text = verdict (or failed/total)."""
     found = groups(cells, ["run", "config"])
-    fig, axes = figures.grid(len(found), size=(4.4, 2.8))
+    depth_count = max(g["depth"].nunique() for _, g in found) if found else 1
+    fig, axes = figures.grid(len(found), size=(4.4, 1.0 + 0.45 * depth_count))  # rows: depths
     cmap = ListedColormap(VERDICT_COLORS)
     for ax, ((run, config), g) in zip(axes, found, strict=False):
         depths, lrs = sorted(g["depth"].unique()), sorted(g["lr"].unique())
@@ -68,7 +69,7 @@ def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
         for _, c in g.iterrows():
             i, j = depths.index(c["depth"]), lrs.index(c["lr"])
             image[i, j] = VERDICTS.index(c["verdict"] if c["verdict"] in VERDICTS else "mixed")
-            ax.text(j, i, c["text"], ha="center", va="center", fontsize=7,
+            ax.text(j, i, c["text"], ha="center", va="center", fontsize=figures.SMALLEST_TEXT + 1,
                     color="white" if c["verdict"] in ("blowup", "nan") else "black")
         ax.imshow(image, cmap=cmap, vmin=-0.5, vmax=len(VERDICTS) - 0.5, aspect="auto",
                   origin="lower")
@@ -76,7 +77,7 @@ def divergence_map(bundle: Bundle, cells: pd.DataFrame) -> Figure:
         ax.set_yticks(range(len(depths)), [fmt(d) for d in depths])
         ax.grid(False)
         figures.label_axes(ax, title(bundle, config, run), "learning rate", "depth (layers)")
-    return Figure("09-divergence-map", figures.to_png(fig),
+    return Figure("divergence-map", figures.to_png(fig),
                   "Divergence map: verdict per depth and learning rate (green healthy, orange "
                   "unigram collapse, red blow-up, dark red NaN, grey mixed across seeds)")
 
@@ -94,7 +95,7 @@ def sensitivity(bundle: Bundle, per_depth: pd.DataFrame) -> Figure:
                            "E_lr[min(loss, init) − best] (nats)")
         ax.set_xticks(sorted(g["depth"].dropna().unique()))
         figures.legend(ax)
-    return Figure("09-lr-sensitivity", figures.to_png(fig),
+    return Figure("lr-sensitivity", figures.to_png(fig),
                   "Learning-rate sensitivity vs depth (lower: trains well over more learning "
                   "rates)")
 
@@ -133,7 +134,7 @@ def init_diagnostics(bundle: Bundle, init: pd.DataFrame, caption: str) -> Figure
                            "depth (layers)" if x == "depth" else "layer index", ylabel,
                            logx=x == "depth", logy=logy)
         figures.legend(ax)
-    return Figure("09-init-diagnostics", figures.to_png(fig), caption)
+    return Figure("init-diagnostics", figures.to_png(fig), caption)
 
 
 def step_axis(run: pd.Series, n: int) -> np.ndarray:
@@ -165,6 +166,6 @@ def loss_curves(bundle: Bundle, curves: pd.DataFrame, metric: str) -> Figure:
         figures.label_axes(ax, title(bundle, f"{config}, depth {fmt(depth)}", run), "step",
                            metric.replace("_", " "))
         figures.legend(ax)
-    return Figure("09-loss-curves", figures.to_png(fig),
+    return Figure("loss-curves", figures.to_png(fig),
                   f"{metric.replace('_', ' ').capitalize()} curves per block and depth, one "
                   "line per learning rate (dashed: the run failed)")

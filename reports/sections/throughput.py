@@ -15,8 +15,18 @@ import math
 import numpy as np
 import pandas as pd
 from attnbench.reports import figures
-from attnbench.reports.document import Cell, Figure, Note, Section, fmt, not_measured, table
+from attnbench.reports.document import (
+    Cell,
+    Details,
+    Figure,
+    Note,
+    Section,
+    fmt,
+    not_measured,
+    table,
+)
 from attnbench.reports.load import Bundle
+from attnbench.reports.sections import register_section
 from attnbench.reports.sections.common import (
     SHAPE,
     attention_cases,
@@ -91,7 +101,7 @@ def tflops_figure(bundle: Bundle, cases: pd.DataFrame, mode: str,
                            "TFLOP/s (useful)", logx=True, base=2)
     figures.shared_legend(fig, axes)
     title = f"Throughput, {mode}: TFLOP/s vs N (median, band = interquartile range)"
-    return Figure(f"05-throughput-{mode.replace('+', '-')}", figures.to_png(fig), title), \
+    return Figure(f"throughput-{mode.replace('+', '-')}", figures.to_png(fig), title), \
         len(found)
 
 
@@ -119,7 +129,7 @@ def speedups(bundle: Bundle, cases: pd.DataFrame, baseline: str) -> pd.DataFrame
 def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
                    colors: dict[str, str]) -> Figure:
     found = panels(joined)
-    fig, axes = figures.grid(len(found))
+    fig, axes = figures.grid(len(found), sharey=True)
     for ax, (key, g) in zip(axes, found, strict=False):
         for (variant,), line in groups(g, ["variant"]):
             line = line.sort_values("N")
@@ -130,7 +140,7 @@ def speedup_figure(bundle: Bundle, joined: pd.DataFrame, mode: str,
                            f"speed-up vs {bundle.baseline} (×)", logx=True, base=2)
         figures.log_axis(ax, "y", base=2)
     figures.shared_legend(fig, axes)
-    return Figure(f"05-speedup-{mode.replace('+', '-')}", figures.to_png(fig),
+    return Figure(f"speedup-{mode.replace('+', '-')}", figures.to_png(fig),
                   f"Speed-up against {bundle.baseline}, {mode} (above 1: faster than "
                   f"{bundle.baseline}; same run only)")
 
@@ -174,8 +184,9 @@ def not_run_table(bundle: Bundle) -> list[list]:
     return rows
 
 
+@register_section(order=50)
 def build(bundle: Bundle) -> Section:
-    section = Section("throughput", "5. Throughput", (
+    section = Section("throughput", "Throughput", (
         "Higher is better. One panel per problem family, one line per variant; the shaded band "
         "is the interquartile range of the timing samples. Speed-up = baseline time / variant "
         "time on the same problem in the same run."))
@@ -202,7 +213,8 @@ def build(bundle: Bundle) -> Section:
         joined = speedups(bundle, of_mode, bundle.baseline) if base_present \
             else pd.DataFrame()
         if not joined.empty:
-            section.items.append(speedup_figure(bundle, joined, mode, colors))
+            section.items.append(Details(f"Speed-up against {bundle.baseline}, {mode} (figure)",
+                                         [speedup_figure(bundle, joined, mode, colors)]))
             speed_rows += speedup_table(bundle, joined)
     if speed_rows:
         section.items.append(table(
