@@ -86,6 +86,17 @@ def test_interval_is_the_percentile_bootstrap_with_seed_0_by_default():
     assert (c.ci_low, c.ci_high) == (want[0], want[1])
 
 
+def test_median_interval_is_the_percentile_bootstrap_with_seed_0_by_default():
+    """Same definition for one sample: 2000 resamples from default_rng(0), the 2.5th and 97.5th
+    percentiles of their medians (a default of 2001 resamples moves the upper end here)."""
+    values = lognormal(101, np.random.default_rng(1))  # odd size, many distinct medians
+    draw = np.random.default_rng(0)
+    want = np.percentile(np.median(values[draw.integers(0, 101, (2000, 101))], axis=1),
+                         [2.5, 97.5])
+    assert stats.bootstrap_median_ci(values) == (want[0], want[1])
+    assert stats.bootstrap_median_ci(values) != stats.bootstrap_median_ci(values, resamples=2001)
+
+
 def test_interval_nests_by_level_and_is_reproducible_by_seed():
     rng = np.random.default_rng(2)
     base, head = lognormal(20, rng), lognormal(20, rng)

@@ -110,5 +110,6 @@ def test_seed_verdict_needs_every_seed_and_enough_seeds() -> None:
     assert overall_verdict(["not reproduced", "reproduced"]) == "reproduced"
     assert overall_verdict(["not reproduced", "not reproduced"]) == "not reproduced"
     assert overall_verdict(["not reproduced", "inconclusive"]) == "inconclusive"
-    with pytest.raises(ValueError, match="verdicts"):
+    with pytest.raises(ValueError, match="^verdicts: expected one verdict per tested regime, "
+                                         "got none$"):
         overall_verdict([])
