@@ -14,6 +14,9 @@ Metric names and units are those of ``attnbench.metrics``.
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +28,8 @@ from attnbench.throughput.models import (
     no_memory_model_reason,
 )
 from attnbench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
-from attnbench.variants.registry import parse_dtype
+from attnbench.variants.patterns import support
+from attnbench.variants.registry import get, parse_dtype
 
 
 class CaseFailure(RuntimeError):
@@ -62,6 +66,36 @@ def add_timing(m: Measurement, samples: list[float], flops: float | None) -> flo
     return median
 
 
+COMPILE_WARM_CALLS = 3  # warm calls whose median is subtracted from the first call
+
+
+def _synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def first_call(call: Callable[[], Any], device: str) -> tuple[Any, float]:
+    """The call's result and its wall seconds (compilation, lazy initialisation included)."""
+    _synchronize(device)
+    started = time.perf_counter()
+    result = call()
+    _synchronize(device)
+    return result, time.perf_counter() - started
+
+
+def compile_seconds(call: Callable[[], Any], device: str, first_s: float) -> float:
+    """``compile_s``: the first call's wall seconds minus the median of COMPILE_WARM_CALLS
+    warm calls (wall time: compilation runs on every core and the user waits for all of it)."""
+    warm = [first_call(call, device)[1] for _ in range(COMPILE_WARM_CALLS)]
+    return max(first_s - statistics.median(warm), 0.0)
+
+
+def compiles(case: BenchCase) -> bool:
+    """Whether the case's variant compiles on its first call (declared at registration)."""
+    return case.kind == "attention" and bool(
+        get(case.attention).caps.on(torch.device(case.device).type).compiled)
+
+
 def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
                       timed: bool = True) -> Measurement:
     from attnbench.throughput.accuracy import sampled_error_ratio
@@ -69,6 +103,9 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
 
     m = Measurement()
     call = make_call(case, seed)
+    if case.pattern:  # how the variant ran the pattern: "native" or "dense_mask"
+        caps = get(case.attention).caps.on(torch.device(case.device).type)
+        m.columns["pattern_via"] = support(caps, case.attention_pattern)
     what = "output" if case.mode == "fwd" else "gradients"
     if case.measure == "memory":  # one call: measured, then checked
         why = memory_unavailable_reason(case.device)
@@ -78,8 +115,10 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
         check_finite(result, what)
         m.values["mem_peak_bytes"] = float(peak)
     else:
-        result = call()
+        result, first_s = first_call(call, case.device)
         check_finite(result, what)
+        if compiles(case):  # the first call compiled: its cost, apart from run time
+            m.values["compile_s"] = compile_seconds(call, case.device, first_s)
         acc = sampled_error_ratio(case, result if case.mode == "fwd" else result[0], seed)
         m.values["sampled_error_ratio"] = float(acc["sampled_error_ratio"])
         m.columns.update(checked=acc["checked"], error=acc["error"], error_pt=acc["error_pt"])
