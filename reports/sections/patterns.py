@@ -74,9 +74,9 @@ def pays_from(line: pd.DataFrame) -> str:
             r = line.iloc[i]
             return (f"pays from N = {fmt(r['N'])} ({r['speedup']:.2f}× "
                     f"[{r['low']:.2f}, {r['high']:.2f}]) in {span}")
-    if "slower" in calls and "faster" not in calls:
-        return f"does not pay in this range ({span}: slower or tied at every N)"
-    return f"does not pay in this range ({span}: never faster at every longer N)"
+    counted = ", ".join(f"{calls.count(c)} {c}" for c in ("faster", "tie", "slower")
+                        if c in calls)
+    return f"does not pay in this range ({span}; calls: {counted})"
 
 
 def speed_cell(r: pd.Series | None) -> Cell:
