@@ -92,8 +92,8 @@ def compile_seconds(call: Callable[[], Any], device: str, first_s: float) -> flo
 
 def compiles(case: BenchCase) -> bool:
     """Whether the case's variant compiles on its first call (declared at registration)."""
-    return case.kind == "attention" and bool(
-        get(case.attention).caps.on(torch.device(case.device).type).compiled)
+    caps = get(case.attention).caps.on(torch.device(case.device).type)
+    return case.kind == "attention" and bool(getattr(caps, "compiled", False))
 
 
 def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
