@@ -107,6 +107,7 @@ def test_section_renders_in_both_outputs(tmp_path):
     md = (tmp_path / "page" / "report.md").read_text(encoding="utf-8")
     assert "Attention patterns" in md and "pays from N = 2048" in md
     assert r"sliding\_window:window=256" in md  # Markdown escapes the underscore
+    assert "Pattern cases not measured" in md and "backward not supported" in md
 
 
 def test_no_patterns_run_says_so(tmp_path):

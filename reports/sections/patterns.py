@@ -36,7 +36,7 @@ from attnbench.speed import speedup
 
 SUITE = "patterns"
 FAMILY = ["run", "pattern", "mode", "dtype", "device", "B", "Hq", "Hkv", "D", "Dv"]
-VIA = {"native": "natively", "dense_mask": "dense mask"}
+VIA = {"native": "native (pattern=)", "dense_mask": "dense attn_mask"}
 
 
 def pattern_cases(bundle: Bundle) -> pd.DataFrame:
@@ -68,7 +68,8 @@ def pays_from(line: pd.DataFrame) -> str:
     smallest N from which every longer N measured is called faster."""
     line = line.sort_values("N")
     calls = list(line["call"])
-    span = f"N {fmt(line['N'].min())}–{fmt(line['N'].max())}"
+    low, high = fmt(line["N"].min()), fmt(line["N"].max())
+    span = f"N {low}–{high}" if low != high else f"at N {low} only"
     for i in range(len(calls)):
         if all(c == "faster" for c in calls[i:]):
             r = line.iloc[i]
@@ -154,6 +155,18 @@ def floor_note(bundle: Bundle) -> Note:
                 "or slower only when its whole interval clears 1 by more than this.")
 
 
+def not_run_rows(bundle: Bundle) -> list[list]:
+    """Pattern cases a variant could not run here (skipped) or that failed, with the reason."""
+    frame = bundle.table
+    frame = ensure(frame[(frame["suite"] == SUITE) & (frame["status"] != "ok")
+                         & (frame["metric"] == "run")], "pattern", "mode")
+    return [[*([run] if bundle.several_runs else []), variant, pattern, mode,
+             Cell(status, "bad" if status == "error" else "muted"), g["case_id"].nunique(),
+             reason or "–"]
+            for (run, variant, pattern, mode, status, reason), g in groups(
+                frame, ["run", "variant", "pattern", "mode", "status", "reason"])]
+
+
 @register_section(order=58)
 def build(bundle: Bundle) -> Section:
     baseline = bundle.baseline
@@ -189,7 +202,7 @@ def build(bundle: Bundle) -> Section:
     if pays:
         section.items.append(table([*run_column(bundle), "pattern", "mode", "variant",
                                     f"where it beats {baseline} (dense mask)"], pays,
-                                   "Where block sparsity pays"))
+                                   f"Where each variant pays against {baseline}'s dense mask"))
     drawn = [(k, g) for k, g in families if g["N"].nunique() >= 2]
     if drawn:
         section.items.append(pattern_figure(bundle, drawn[:figures.MAX_PANELS // 2]))
@@ -199,4 +212,9 @@ def build(bundle: Bundle) -> Section:
             ["N", "variant", "runs it", "ms [95 %]", f"speed-up vs {baseline} [95 %]",
              "peak memory", f"memory vs {baseline}", "compile s"],
             pattern_table(g, joined, baseline), family_title(key) + where))
+    not_run = not_run_rows(bundle)
+    if not_run:
+        section.items.append(table([*run_column(bundle), "variant", "pattern", "mode",
+                                    "status", "cases", "reason"], not_run,
+                                   "Pattern cases not measured"))
     return section
