@@ -59,6 +59,9 @@ class Capabilities:
     # ``pattern=`` argument: family names, or "all". Mask-only patterns need no declaration
     # when ``attn_mask`` is supported: the harness passes them as a dense mask.
     patterns: tuple[str, ...] | Literal["all"] = ()
+    # The checks `attnbench verify` runs by default (None: all of them). A variant that
+    # compiles per problem (flex) keeps its default run short; --check NAME runs any other.
+    default_checks: tuple[str, ...] | None = None
     # The memory model (variants/memory.py): "materialising", "fused", or a function
     # ``(case, mode) -> bytes``; None: undeclared, the benchmark prints no model and says why.
     memory: str | MemoryModel | None = None

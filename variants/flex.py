@@ -1,0 +1,183 @@
+"""FlexAttention (``torch.nn.attention.flex_attention``): every pattern, compiled or eager.
+
+Two registered variants share one definition:
+
+    flex        ``torch.compile(flex_attention)``: the fused kernel, block-sparse through
+                ``create_block_mask`` (a sliding window skips the key blocks it cannot see).
+                Each new problem (shape, dtype, pattern, options) compiles once: measured on
+                this project's 2-core CPU machine, 8-22 s cold and about 1 s with a warm
+                inductor cache; later calls take milliseconds.
+    flex_eager  the same call without ``torch.compile``: PyTorch evaluates the mods densely
+                (slow, ~0.1 s per call at N = 64 on CPU, but no compile). It is the declared
+                fallback: ``flex`` runs eager too when ``ATTNBENCH_FLEX_EAGER=1`` is set or
+                when compiling fails (the reason is kept in ``mode()``), and then says so via
+                ``timeable`` so that no benchmark times the fallback under the name ``flex``.
+
+Compile cost, apart from run time: every first call of a new problem is timed and logged.
+``compile_log()`` returns ``{key: seconds}`` (the first call's wall time: compile plus one run;
+the block mask is built before the timer); ``reset_compile_log()`` empties it. A benchmark
+resets the log, runs its warm-up call and reads ``sum(compile_log().values())``. Keys are
+``"<mode>:<dtype>:B.H.N.S.D.Dv:<pattern id>:<options>"``.
+
+Backward: with torch 2.13 FlexAttention's backward raises NotImplementedError on CPU (compiled
+and eager), so backward is declared for CUDA only. ``attnbench verify`` runs the whole plan on
+``flex_eager`` and, to keep compile time bounded, only ``out`` and ``pattern`` on ``flex``
+(``default_checks``; ``--check NAME`` runs any other check compiled).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from contextlib import nullcontext
+
+import torch
+from attnbench.variants.patterns import Pattern, Shape, get_pattern
+from attnbench.variants.registry import register_attention
+from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
+
+EAGER_ENV = "ATTNBENCH_FLEX_EAGER"
+BLOCK_SIZE = 128  # FlexAttention's default sparse block (queries x keys)
+NO_CPU_BACKWARD = {"cpu": {"backward": False}}  # torch 2.13: NotImplementedError on CPU
+
+_compiled = None  # torch.compile(flex_attention), built on first use
+_compile_failure: str | None = None  # why compiling failed once (then flex runs eager)
+_compile_log: dict[str, float] = {}
+_mods: dict[tuple, tuple] = {}  # (pattern, shape, causal) -> (mask_mod, score_mod, block_mask)
+_CAUSAL = get_pattern("causal")
+
+
+def mode() -> tuple[str, str]:
+    """("compiled", "") or ("eager", why) for the ``flex`` variant in this process."""
+    if os.environ.get(EAGER_ENV, "") not in ("", "0"):
+        return "eager", f"{EAGER_ENV} is set"
+    if _compile_failure is not None:
+        return "eager", f"torch.compile failed: {_compile_failure}"
+    return "compiled", ""
+
+
+def compile_log() -> dict[str, float]:
+    """First-call seconds (compile + one run) per problem key, since the last reset."""
+    return dict(_compile_log)
+
+
+def reset_compile_log() -> None:
+    _compile_log.clear()
+
+
+def _eager_reason() -> str | None:
+    how, why = mode()
+    return None if how == "compiled" else (
+        f"flex runs eager here ({why}): its timings would measure the unfused fallback")
+
+
+def _mods_for(pattern: Pattern | None, causal: bool, shape: Shape):
+    """mask_mod, score_mod and block mask, cached so that a repeated problem reuses the same
+    function objects (torch.compile guards on them: new closures would recompile)."""
+    key = (pattern, shape, causal)
+    if key not in _mods:
+        if causal:
+            pattern = _CAUSAL if pattern is None else Pattern(pattern.terms + _CAUSAL.terms)
+        mask_mod = pattern.mask_mod(shape) if pattern is not None else None
+        score_mod = pattern.score_mod(shape) if pattern is not None else None
+        block = (create_block_mask(mask_mod, shape.B, shape.H, shape.N, shape.S,
+                                   device=shape.device, BLOCK_SIZE=BLOCK_SIZE)
+                 if mask_mod is not None else None)
+        _mods[key] = (mask_mod, score_mod, block)
+    return _mods[key]
+
+
+def _dense_block_mask(attn_mask: torch.Tensor, shape: Shape, causal: bool):
+    """A boolean attn_mask as a block mask (built per call: its contents are data)."""
+    mask = attn_mask.expand(shape.B, shape.H, shape.N, shape.S)
+    if causal:
+        mask = mask & torch.ones(shape.N, shape.S, dtype=torch.bool, device=mask.device).tril()
+    mask = mask.contiguous()
+
+    def dense(b, h, q_idx, kv_idx):
+        return mask[b, h, q_idx, kv_idx]
+    return create_block_mask(dense, shape.B, shape.H, shape.N, shape.S, device=shape.device,
+                             BLOCK_SIZE=BLOCK_SIZE)
+
+
+def _recompile_limits():
+    """Every problem is its own compiled graph: dynamo's default limit (8 per function) would
+    silently run later problems eager, so it is lifted for these calls only."""
+    config = torch._dynamo.config
+    limits = {name: 1 << 20 for name in ("recompile_limit", "cache_size_limit",
+                                         "accumulated_recompile_limit")
+              if hasattr(config, name)}
+    return config.patch(**limits) if limits else nullcontext()
+
+
+def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
+    global _compiled, _compile_failure
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    (B, Hq, N, D), S, Dv = q.shape, k.shape[2], v.shape[3]
+    shape = Shape(B, Hq, N, S, str(q.device))
+    if attn_mask is not None:
+        mask_mod, score_mod, _ = _mods_for(pattern, False, shape)
+        block = _dense_block_mask(attn_mask, shape, causal)
+        if mask_mod is not None:  # a pattern that masks and an explicit mask: both hold
+            raise ValueError("attention variant 'flex': pass a pattern or an attn_mask with "
+                             "masks, not both")
+    else:
+        _, score_mod, block = _mods_for(pattern, causal, shape)
+    kwargs = dict(score_mod=score_mod, block_mask=block, scale=scale,
+                  enable_gqa=k.shape[1] != Hq,
+                  return_aux=AuxRequest(lse=True) if return_lse else None)
+    if compiled and _compiled is None and mode()[0] == "compiled":
+        _compiled = torch.compile(flex_attention, dynamic=False)
+    run = _compiled if compiled and mode()[0] == "compiled" else flex_attention
+    how = "compiled" if run is _compiled else "eager"
+    key = (f"{how}:{str(q.dtype).removeprefix('torch.')}:{B}.{Hq}/{k.shape[1]}.{N}.{S}.{D}."
+           f"{Dv}:{pattern.id if pattern else 'none'}:causal={causal},mask="
+           f"{attn_mask is not None},lse={return_lse},grad={torch.is_grad_enabled()}")
+    first = key not in _compile_log
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*flex_attention called without torch.compile.*")
+        try:
+            with _recompile_limits():
+                out = run(q, k, v, **kwargs)
+        except Exception as exc:
+            if how != "compiled" or isinstance(exc, NotImplementedError):
+                raise
+            _compile_failure = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            out = flex_attention(q, k, v, **kwargs)
+    if first:
+        _compile_log[key] = time.perf_counter() - start
+    return (out[0], out[1].lse) if return_lse else out
+
+
+def _flex(compiled: bool):
+    def fn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+           scale: float | None = None, attn_mask: torch.Tensor | None = None,
+           pattern: Pattern | None = None) -> torch.Tensor:
+        return _call(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
+                     pattern=pattern, compiled=compiled, return_lse=False)
+
+    def lse(q, k, v, *, causal=False, scale=None, attn_mask=None, pattern=None):
+        return _call(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
+                     pattern=pattern, compiled=compiled, return_lse=True)[1]  # (B, Hq, N)
+
+    fn.__doc__ = ("torch.compile(flex_attention): any pattern, block-sparse masks" if compiled
+                  else "flex_attention without torch.compile (the declared fallback)")
+    return fn, lse
+
+
+_flex_fn, _flex_lse = _flex(compiled=True)
+register_attention(
+    "flex", fully_masked_rows="zero", memory="fused", exposes_lse=True, lse=_flex_lse,
+    patterns="all", device_overrides=NO_CPU_BACKWARD, timeable=_eager_reason,
+    default_checks=("out", "pattern"),
+    notes="torch.compile(flex_attention); compiles once per problem (compile_log()); "
+          "backward CUDA only (torch 2.13); eager when ATTNBENCH_FLEX_EAGER=1")(_flex_fn)
+
+_eager_fn, _eager_lse = _flex(compiled=False)
+register_attention(
+    "flex_eager", fully_masked_rows="zero", memory="materialising", exposes_lse=True,
+    lse=_eager_lse, patterns="all", device_overrides=NO_CPU_BACKWARD,
+    notes="flex_attention without torch.compile: mods evaluated densely, no compile cost; "
+          "backward CUDA only (torch 2.13)")(_eager_fn)
