@@ -55,11 +55,12 @@ _ALL: tuple[Metric, ...] = (
     Metric("time_process_spread", "", "lower", _T,
            "max / min - 1 of the per-process medians: how much the processes disagreed."),
     Metric("compile_s", "s", "lower", _T,
-           "Seconds the first call of a case spent compiling, in the worker that checks it: "
-           "first call minus the median of three warm calls. Only for variants that compile "
-           "(flex); a shape that reuses a kernel compiled for an earlier one in that worker "
-           "(torch.compile's dynamic shapes) pays almost none. Never part of time_median_s, "
-           "which is timed after warm-up."),
+           "Seconds a case's first call spent compiling, in the worker that checks it: the "
+           "variant's logged first-call wall time (compile_log(); flex's block mask is built "
+           "before its timer) minus the median of three warm calls; 0 when that worker had "
+           "compiled the problem already. Only for variants that log compiling (flex). A cold "
+           "inductor cache costs more than a warm one. Never part of time_median_s, which is "
+           "timed after warm-up."),
     Metric("flops", "FLOP", "none", _T,
            "Useful FLOPs of one call by the FLOP convention (throughput.models)."),
     Metric("tflops", "TFLOP/s", "higher", _T, "flops / time_median_s / 1e12."),

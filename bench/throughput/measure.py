@@ -3,8 +3,10 @@
 Order matters: the first call checks the result (raises on NaN/inf, so a broken variant gives
 an error row instead of a fast wrong number) and warms up lazy initialisation; then accuracy;
 then peak memory on a warm call (first-call caches would otherwise count as the variant's
-memory); then, unless ``timed=False``, timing in this one process. The benchmark runner passes
-``timed=False`` and times the case separately, replicated over worker processes and
+memory); a variant that compiles (it keeps a ``compile_log``) also gets ``compile_s`` from
+that first call, so compilation is reported apart and never timed; then, unless
+``timed=False``, timing in this one process. The benchmark runner passes ``timed=False`` and
+times the case separately, replicated over worker processes and
 interleaved with the other variants of its shape (``throughput.replicate``). A memory-only
 case (the scaling sweep, large N) makes one call: the tracked one, checked afterwards; the
 worker has usually run the variant before, so its caches are warm.
@@ -15,6 +17,7 @@ Metric names and units are those of ``attnbench.metrics``.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,26 +77,31 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def first_call(call: Callable[[], Any], device: str) -> tuple[Any, float]:
-    """The call's result and its wall seconds (compilation, lazy initialisation included)."""
+def wall_seconds(call: Callable[[], Any], device: str) -> float:
+    """Wall seconds of one call (CUDA: synchronised)."""
     _synchronize(device)
     started = time.perf_counter()
-    result = call()
+    call()
     _synchronize(device)
-    return result, time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def compile_seconds(call: Callable[[], Any], device: str, first_s: float) -> float:
-    """``compile_s``: the first call's wall seconds minus the median of COMPILE_WARM_CALLS
-    warm calls (wall time: compilation runs on every core and the user waits for all of it)."""
-    warm = [first_call(call, device)[1] for _ in range(COMPILE_WARM_CALLS)]
+    """``compile_s``: the first call's wall seconds (as the variant logged them) minus the
+    median of COMPILE_WARM_CALLS warm calls: what compiling added. Wall time, because
+    compilation runs on every core and the user waits for all of it."""
+    warm = [wall_seconds(call, device) for _ in range(COMPILE_WARM_CALLS)]
     return max(first_s - statistics.median(warm), 0.0)
 
 
-def compiles(case: BenchCase) -> bool:
-    """Whether the case's variant compiles on its first call (declared at registration)."""
-    caps = get(case.attention).caps.on(torch.device(case.device).type)
-    return case.kind == "attention" and bool(getattr(caps, "compiled", False))
+def compile_log(case: BenchCase) -> Callable[[], dict[str, float]] | None:
+    """The variant's compile log, when its module keeps one (``compile_log() -> {problem:
+    first-call seconds}``, as ``variants/flex.py`` does): the mark of a variant that compiles."""
+    if case.kind != "attention":
+        return None
+    module = sys.modules.get(getattr(get(case.attention).fn, "__module__", ""))
+    log = getattr(module, "compile_log", None)
+    return log if callable(log) else None
 
 
 def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
@@ -115,10 +123,14 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
         check_finite(result, what)
         m.values["mem_peak_bytes"] = float(peak)
     else:
-        result, first_s = first_call(call, case.device)
+        log = compile_log(case)
+        logged = set(log()) if log else set()
+        result = call()  # the first call: compiles a compiling variant's new problem
         check_finite(result, what)
-        if compiles(case):  # the first call compiled: its cost, apart from run time
-            m.values["compile_s"] = compile_seconds(call, case.device, first_s)
+        if log is not None:  # its compile cost, apart from run time (timed after warm-up)
+            first_s = sum(s for k, s in log().items() if k not in logged)
+            m.values["compile_s"] = compile_seconds(call, case.device, first_s) \
+                if first_s else 0.0  # compiled earlier in this worker: nothing to pay
         acc = sampled_error_ratio(case, result if case.mode == "fwd" else result[0], seed)
         m.values["sampled_error_ratio"] = float(acc["sampled_error_ratio"])
         m.columns.update(checked=acc["checked"], error=acc["error"], error_pt=acc["error_pt"])
