@@ -115,3 +115,28 @@ def test_a_patterns_run_writes_the_patterns_suite(tmp_path):
     assert (accuracy.value < 10).all()  # the sampled check applies the pattern too
     (noise,) = frame[frame.metric == "noise_floor"].itertuples()
     assert noise.status == "ok" and noise.aa_controls == 2  # sdpa's twin on the window
+
+
+def test_compile_seconds_is_the_first_call_minus_the_warm_ones():
+    from attnbench.throughput.measure import COMPILE_WARM_CALLS, compile_log, compile_seconds
+
+    assert COMPILE_WARM_CALLS == 3
+    calls = []
+    assert compile_seconds(lambda: calls.append(1), "cpu", 5.0) == pytest.approx(5.0, abs=0.05)
+    assert len(calls) == 3
+    assert compile_seconds(lambda: None, "cpu", 0.0) == 0.0  # never negative
+    assert compile_log(CASE) is None  # sdpa does not compile
+    assert compile_log(replace(CASE, attention="flex")) is not None
+
+
+@pytest.mark.slow
+def test_flex_compile_time_is_recorded_once_per_problem_and_apart_from_time():
+    from attnbench.throughput.measure import measure_case
+    from attnbench.throughput.timing import TimingSettings
+
+    case = replace(CASE, attention="flex", N=80, S=80, D=8, Dv=8)  # a problem no test compiles
+    settings = TimingSettings(max_time=0.01, min_rounds=2, warmup=1, processes=1)
+    first = measure_case(case, settings)
+    assert first.values["compile_s"] > first.values["time_median_s"]  # compiling dominates
+    assert first.values["sampled_error_ratio"] < 10
+    assert measure_case(case, settings).values["compile_s"] == 0.0  # compiled: nothing to pay
