@@ -68,7 +68,8 @@ def test_identical_variants_make_no_speed_call(tmp_path):
     speed = [t for t in texts if "×" in t and "[" in t]
     assert len(speed) == 3 and all(t.endswith(" tie") for t in speed), speed
     assert not any(re.search(r"\b(faster|slower)\b", t) for t in texts)
-    assert any(t.startswith("does not pay in this range (N 1024–4096") for t in texts)
+    assert any(t.startswith("does not pay in this range (N 1024–4096; calls: 3 tie)")
+               for t in texts)
 
 
 def test_a_real_difference_is_called_and_placed(tmp_path):
@@ -80,6 +81,10 @@ def test_a_real_difference_is_called_and_placed(tmp_path):
     assert "pays from N = 2048 (2.00× [2.00, 2.00]) in N 1024–4096" in texts
     assert any(t.startswith("does not pay in this range") and "slower" in t for t in texts)
     assert "4.00× [4.00, 4.00] faster" in texts and "0.33× [0.33, 0.33] slower" in texts
+    always = {1024: 0.5, 2048: 0.5, 4096: 0.25}
+    texts = cells(section([write_run(tmp_path / "b", {"sdpa": flat(1.0), "flex": always})]))
+    assert "pays at every N measured (N 1024–4096; 2.00× [2.00, 2.00] at N 1024): the " \
+           "crossover lies below this range" in texts
     assert "20" in texts and "0.5" in texts  # compile seconds, their own column
     assert "0.03×" in texts  # flex's peak memory against the dense-mask baseline's
 

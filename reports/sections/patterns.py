@@ -69,14 +69,19 @@ def pays_from(line: pd.DataFrame) -> str:
     line = line.sort_values("N")
     calls = list(line["call"])
     low, high = fmt(line["N"].min()), fmt(line["N"].max())
-    span = f"N {low}–{high}" if low != high else f"at N {low} only"
     for i in range(len(calls)):
         if all(c == "faster" for c in calls[i:]):
             r = line.iloc[i]
-            return (f"pays from N = {fmt(r['N'])} ({r['speedup']:.2f}× "
-                    f"[{r['low']:.2f}, {r['high']:.2f}]) in {span}")
+            got = f"{r['speedup']:.2f}× [{r['low']:.2f}, {r['high']:.2f}]"
+            if len(calls) == 1:
+                return f"faster at N {low}, the only length measured ({got})"
+            if i == 0:
+                return (f"pays at every N measured (N {low}–{high}; {got} at N {low}): the "
+                        "crossover lies below this range")
+            return f"pays from N = {fmt(r['N'])} ({got}) in N {low}–{high}"
     counted = ", ".join(f"{calls.count(c)} {c}" for c in ("faster", "tie", "slower")
                         if c in calls)
+    span = f"N {low}–{high}" if low != high else f"at N {low} only"
     return f"does not pay in this range ({span}; calls: {counted})"
 
 
@@ -177,7 +182,8 @@ def build(bundle: Bundle) -> Section:
         "worker processes' medians [95 % interval], after warm-up, so compilation is not in "
         f"it (compile s is its own column). Speed-up = {baseline} time / variant time, 'tie' "
         "unless its interval clears the A/A noise floor. Memory: peak bytes above the inputs "
-        "in one call (the dense mask is an input)."))
+        "in one call (the dense mask is an input). Compile s: the first call's compile cost "
+        "in its worker; a worker's first compile also pays torch.compile's start-up."))
     cases = pattern_cases(bundle)
     if cases.empty:
         section.items.append(not_measured("attention patterns", "no patterns suite results; "
@@ -198,7 +204,7 @@ def build(bundle: Bundle) -> Section:
             verdict = pays_from(line)
             pays.append([*([key["run"]] if bundle.several_runs else []), key["pattern"],
                          f"{key['mode']} {key['dtype']}", variant,
-                         Cell(verdict, "good" if verdict.startswith("pays") else "")])
+                         Cell(verdict, "" if verdict.startswith("does not") else "good")])
     if pays:
         section.items.append(table([*run_column(bundle), "pattern", "mode", "variant",
                                     f"where it beats {baseline} (dense mask)"], pays,
