@@ -138,11 +138,11 @@ def pattern_figure(bundle: Bundle, lines: list[tuple[dict, pd.DataFrame]]) -> Fi
             mem = line[line["mem_peak_bytes"] > 0]
             mem_ax.plot(mem["N"], mem["mem_peak_bytes"] / 2**20, marker="o", markersize=3.5,
                         color=colors.get(variant, "#555555"), label=figures.plain(variant))
-        title = family_title(key) + (f"\n[{key['run']}]" if bundle.several_runs else "")
-        figures.label_axes(time_ax, title, "sequence length N (= S)",
+        title, run = family_title(key), (f"\n[{key['run']}]" if bundle.several_runs else "")
+        figures.label_axes(time_ax, f"{title}: time{run}", "sequence length N (= S)",
                            "ms per call (band: 95 % interval)", logx=True, logy=True, base=2)
-        figures.label_axes(mem_ax, title, "sequence length N (= S)", "peak memory (MiB)",
-                           logx=True, logy=True, base=2)
+        figures.label_axes(mem_ax, f"{title}: memory{run}", "sequence length N (= S)",
+                           "peak memory (MiB)", logx=True, logy=True, base=2)
     figures.shared_legend(fig, axes)
     return Figure("patterns", figures.to_png(fig),
                   "Attention patterns: time per call (left) and peak memory above the inputs "
