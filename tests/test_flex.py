@@ -18,11 +18,14 @@ from attnbench.verify.agreement import check_case
 def test_declarations():
     for name in ("flex", "flex_eager"):
         caps = get(name).caps
-        assert caps.patterns == "all" and caps.exposes_lse and caps.fully_masked_rows == "zero"
+        assert caps.patterns == "all" and caps.fully_masked_rows == "zero"
         assert caps.on("cpu").backward is False and caps.on("cuda").backward is True
+        assert caps.on("cuda").exposes_lse
         assert not_supported_reasons(get(name), Case(backward=True)) == [
             "backward not supported"]
     assert get("flex").caps.default_checks == ("out", "pattern")
+    assert get("flex").caps.on("cpu").exposes_lse is False  # compiled lse: CUDA only
+    assert get("flex_eager").caps.on("cpu").exposes_lse
     assert get("flex_eager").caps.default_checks is None
 
 
@@ -63,11 +66,26 @@ def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
     monkeypatch.setenv(flex.EAGER_ENV, "0")
     monkeypatch.setattr(flex, "_compiled", broken)
     monkeypatch.setattr(flex, "_compile_failure", None)
+    monkeypatch.setattr(flex, "_compile_worked", False)
     q = torch.randn(1, 1, 8, 8)
     out = get("flex")(q, q, q, causal=True)
     torch.testing.assert_close(out, get("naive")(q, q, q, causal=True))
     assert flex.mode() == ("eager", "torch.compile failed: RuntimeError: no C++ compiler")
     assert "unfused fallback" in get("flex").untimeable_reason()
+
+
+def test_a_failure_after_a_working_compile_is_raised(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("this problem is not supported")
+
+    monkeypatch.setenv(flex.EAGER_ENV, "0")
+    monkeypatch.setattr(flex, "_compiled", broken)
+    monkeypatch.setattr(flex, "_compile_failure", None)
+    monkeypatch.setattr(flex, "_compile_worked", True)
+    q = torch.randn(1, 1, 8, 8)
+    with pytest.raises(RuntimeError, match="this problem is not supported"):
+        get("flex")(q, q, q)
+    assert flex.mode() == ("compiled", "")
 
 
 def test_sliding_window_block_mask_is_block_sparse():
@@ -96,6 +114,7 @@ def test_compiled_flex_agrees_and_logs_its_compile_time(monkeypatch):
         assert all(r.passed for r in results), [r.message for r in results]
     compiled = {k: s for k, s in flex.compile_log().items() if k.startswith("compiled:")}
     assert len(compiled) >= 2 and all(s > 0 for s in compiled.values())
+    assert flex.mode() == ("compiled", "")
     before = flex.compile_log()
     q = torch.randn(1, 2, 45, 32)
     k = torch.randn(1, 2, 70, 32)
