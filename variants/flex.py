@@ -20,9 +20,15 @@ resets the log, runs its warm-up call and reads ``sum(compile_log().values())``.
 ``"<mode>:<dtype>:B.H.N.S.D.Dv:<pattern id>:<options>"``.
 
 Backward: with torch 2.13 FlexAttention's backward raises NotImplementedError on CPU (compiled
-and eager), so backward is declared for CUDA only. ``attnbench verify`` runs the whole plan on
-``flex_eager`` and, to keep compile time bounded, only ``out`` and ``pattern`` on ``flex``
-(``default_checks``; ``--check NAME`` runs any other check compiled).
+and eager), so backward is declared for CUDA only; compiled log-sum-exp (``return_aux``) is
+refused on CPU too, so ``flex`` exposes its lse on CUDA only (``flex_eager`` on both). A
+compiled forward on CPU needs inputs without ``requires_grad`` (benchmarks: ``no_grad`` and
+detached inputs). If the first compiled call of the process fails, ``flex`` runs eager from
+then on and says why in ``mode()``; a later failure is raised.
+
+``attnbench verify`` runs the whole plan on ``flex_eager`` and, to keep compile time bounded,
+only ``out`` and ``pattern`` on ``flex`` (``default_checks``; ``--check NAME`` runs any other
+check compiled).
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ BLOCK_SIZE = 128  # FlexAttention's default sparse block (queries x keys)
 NO_CPU_BACKWARD = {"cpu": {"backward": False}}  # torch 2.13: NotImplementedError on CPU
 
 _compiled = None  # torch.compile(flex_attention), built on first use
-_compile_failure: str | None = None  # why compiling failed once (then flex runs eager)
+_compile_failure: str | None = None  # why the first compile failed (then flex runs eager)
+_compile_worked = False  # a compiled call succeeded: later failures are errors, not fallbacks
 _compile_log: dict[str, float] = {}
 _mods: dict[tuple, tuple] = {}  # (pattern, shape, causal) -> (mask_mod, score_mod, block_mask)
 _CAUSAL = get_pattern("causal")
@@ -112,7 +119,7 @@ def _recompile_limits():
 
 
 def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
-    global _compiled, _compile_failure
+    global _compiled, _compile_failure, _compile_worked
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     (B, Hq, N, D), S, Dv = q.shape, k.shape[2], v.shape[3]
     shape = Shape(B, Hq, N, S, str(q.device))
@@ -141,8 +148,11 @@ def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
         try:
             with _recompile_limits():
                 out = run(q, k, v, **kwargs)
+            _compile_worked = _compile_worked or how == "compiled"
         except Exception as exc:
-            if how != "compiled" or isinstance(exc, NotImplementedError):
+            # Only a compiler that never worked here means "no compile on this machine"; a
+            # later failure is this problem's own (an unsupported feature): it is raised.
+            if how != "compiled" or _compile_worked or isinstance(exc, NotImplementedError):
                 raise
             _compile_failure = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             out = flex_attention(q, k, v, **kwargs)
@@ -169,8 +179,11 @@ def _flex(compiled: bool):
 
 _flex_fn, _flex_lse = _flex(compiled=True)
 register_attention(
-    "flex", fully_masked_rows="zero", memory="fused", exposes_lse=True, lse=_flex_lse,
-    patterns="all", device_overrides=NO_CPU_BACKWARD, timeable=_eager_reason,
+    "flex", fully_masked_rows="zero", memory="fused", lse=_flex_lse, patterns="all",
+    # torch 2.13 on CPU: "torch.compile on CPU only supports inference and return_lse is not
+    # supported yet" (InductorError); no backward either
+    device_overrides={"cpu": {"backward": False}, "cuda": {"exposes_lse": True}},
+    timeable=_eager_reason,
     default_checks=("out", "pattern"),
     notes="torch.compile(flex_attention); compiles once per problem (compile_log()); "
           "backward CUDA only (torch 2.13); eager when ATTNBENCH_FLEX_EAGER=1")(_flex_fn)

@@ -177,7 +177,10 @@ def _softcap_mod(shape: Shape, cap: float):
 
 
 def _softcap_ref(scores: torch.Tensor, cap: float) -> torch.Tensor:
-    return cap * (2 * torch.sigmoid(2 * scores / cap) - 1)  # tanh(x) = 2 sigmoid(2x) - 1
+    """tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)): no overflow, no cancellation at any x
+    (the gradient at exactly x = 0 is 0 here, 1 in truth: irrelevant for random scores)."""
+    e = torch.expm1(-2 * (scores / cap).abs())
+    return cap * torch.where(scores >= 0, -e, e) / (2 + e)
 
 
 register_pattern("softcap", params={"cap": "float"}, score_mod=_softcap_mod,
