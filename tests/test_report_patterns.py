@@ -120,3 +120,10 @@ def test_no_patterns_run_says_so(tmp_path):
 
     sec = section([plain_run(tmp_path / "plain", {"sdpa": 1.0})])
     assert "Not measured: attention patterns" in sec.items[0].text
+
+
+def test_peak_memory_reads_in_three_digits():
+    from attnbench.reports.document import fmt_bytes
+
+    assert fmt_bytes(512) == "512 B" and fmt_bytes(1035327) == "0.987 MiB"  # not 1.01e+03 KiB
+    assert fmt_bytes(9515240) == "9.07 MiB" and fmt_bytes(5e9) == "4.66 GiB"
