@@ -111,7 +111,7 @@ def test_section_renders_in_both_outputs(tmp_path):
     assert "pays from N = 2048" in page.text["patterns"]
     md = (tmp_path / "page" / "report.md").read_text(encoding="utf-8")
     assert "Attention patterns" in md and "pays from N = 2048" in md
-    assert r"sliding\_window:window=256" in md  # Markdown escapes the underscore
+    assert r"sliding\_window: window=256" in md  # Markdown escapes the underscore
     assert "Pattern cases not measured" in md and "backward not supported" in md
 
 
@@ -120,6 +120,15 @@ def test_no_patterns_run_says_so(tmp_path):
 
     sec = section([plain_run(tmp_path / "plain", {"sdpa": 1.0})])
     assert "Not measured: attention patterns" in sec.items[0].text
+
+
+def test_pattern_labels_break_on_a_phone_and_still_parse():
+    from attnbench.reports.sections.patterns import pattern_label
+    from attnbench.variants.patterns import parse_pattern
+
+    text = "causal+softcap:cap=20"
+    assert pattern_label(text) == "causal + softcap: cap=20"
+    assert parse_pattern(pattern_label(text)) == parse_pattern(text)
 
 
 def test_peak_memory_reads_in_three_digits():

@@ -117,9 +117,15 @@ def pattern_table(g: pd.DataFrame, joined: pd.DataFrame, baseline: str) -> list[
     return rows
 
 
+def pattern_label(text: str) -> str:
+    """"causal + softcap: cap=20": the pattern's text with spaces a narrow screen can break at
+    (``parse_pattern`` still reads it)."""
+    return str(text).replace("+", " + ").replace(":", ": ").replace(",", ", ")
+
+
 def family_title(key: dict) -> str:
     shape = f"B{fmt(key['B'])} Hq{fmt(key['Hq'])} D{fmt(key['D'])}"
-    return f"{key['pattern']}, {key['mode']} {key['dtype']}, {shape}"
+    return f"{pattern_label(key['pattern'])}, {key['mode']} {key['dtype']}, {shape}"
 
 
 def pattern_figure(bundle: Bundle, lines: list[tuple[dict, pd.DataFrame]]) -> Figure:
@@ -204,7 +210,7 @@ def build(bundle: Bundle) -> Section:
             verdict = pays_from(line)
             pays.append([*([key["run"]] if bundle.several_runs else []), variant,
                          Cell(verdict, "" if verdict.startswith("does not") else "good"),
-                         f"{key['pattern']} ({key['mode']} {key['dtype']})"])
+                         f"{pattern_label(key['pattern'])} ({key['mode']} {key['dtype']})"])
     if pays:  # the verdict second: on a phone it is what shows without scrolling
         section.items.append(table([*run_column(bundle), "variant",
                                     f"where it beats {baseline} (dense mask)", "pattern"], pays,
