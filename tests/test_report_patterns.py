@@ -136,3 +136,18 @@ def test_peak_memory_reads_in_three_digits():
 
     assert fmt_bytes(512) == "512 B" and fmt_bytes(1035327) == "0.987 MiB"  # not 1.01e+03 KiB
     assert fmt_bytes(9515240) == "9.07 MiB" and fmt_bytes(5e9) == "4.66 GiB"
+
+
+def test_a_patterns_run_beside_a_throughput_run_stays_apart(tmp_path):
+    from attnbench.reports.load import load_bundle
+    from attnbench.reports.sections.common import attention_cases
+    from attnbench.reports.sections.throughput import noise_floors
+    from test_speed_calls import write_run as plain_run
+
+    plain = plain_run(tmp_path / "throughput", {"sdpa": 1.0, "naive": 2.0}, floor=0.03)
+    patterns = write_run(tmp_path / "patterns", {"sdpa": flat(1.0), "flex": flat(0.5)}, 0.07)
+    bundle = load_bundle([plain, patterns])
+    assert not bundle.several_runs  # one commit, one machine: one label, two suites
+    assert set(attention_cases(bundle)["variant"]) == {"sdpa", "naive"}  # no pattern rows
+    assert set(noise_floors(bundle).values()) == {0.03}
+    assert set(noise_floors(bundle, "patterns").values()) == {0.07}
