@@ -41,7 +41,17 @@ from contextlib import nullcontext
 import torch
 from attnbench.variants.patterns import Pattern, Shape, get_pattern
 from attnbench.variants.registry import register_attention
-from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
+
+try:  # torch >= 2.5; AuxRequest (return_aux) >= 2.9, return_lse before
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+except ImportError as exc:  # registered anyway, unavailable with the reason
+    _MISSING: str | None = f"torch {torch.__version__} has no FlexAttention ({exc})"
+else:
+    _MISSING = None
+try:
+    from torch.nn.attention.flex_attention import AuxRequest
+except ImportError:
+    AuxRequest = None
 
 EAGER_ENV = "ATTNBENCH_FLEX_EAGER"
 BLOCK_SIZE = 128  # FlexAttention's default sparse block (queries x keys)
@@ -71,6 +81,10 @@ def compile_log() -> dict[str, float]:
 
 def reset_compile_log() -> None:
     _compile_log.clear()
+
+
+def _available() -> str | None:
+    return _MISSING
 
 
 def _eager_reason() -> str | None:
@@ -132,8 +146,11 @@ def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
     else:
         _, score_mod, block = _mods_for(pattern, causal, shape)
     kwargs = dict(score_mod=score_mod, block_mask=block, scale=scale,
-                  enable_gqa=k.shape[1] != Hq,
-                  return_aux=AuxRequest(lse=True) if return_lse else None)
+                  enable_gqa=k.shape[1] != Hq)
+    if return_lse and AuxRequest is not None:
+        kwargs["return_aux"] = AuxRequest(lse=True)
+    elif return_lse:
+        kwargs["return_lse"] = True
     if compiled and _compiled is None and mode()[0] == "compiled":
         _compiled = torch.compile(flex_attention, dynamic=False)
     run = _compiled if compiled and mode()[0] == "compiled" else flex_attention
@@ -158,7 +175,9 @@ def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
             out = flex_attention(q, k, v, **kwargs)
     if first:
         _compile_log[key] = time.perf_counter() - start
-    return (out[0], out[1].lse) if return_lse else out
+    if return_lse:
+        return out[0], (out[1].lse if AuxRequest else out[1])
+    return out
 
 
 def _flex(compiled: bool):
@@ -183,7 +202,7 @@ register_attention(
     # torch 2.13 on CPU: "torch.compile on CPU only supports inference and return_lse is not
     # supported yet" (InductorError); no backward either
     device_overrides={"cpu": {"backward": False}, "cuda": {"exposes_lse": True}},
-    timeable=_eager_reason,
+    timeable=_eager_reason, available=_available,
     default_checks=("out", "pattern"),
     notes="torch.compile(flex_attention); compiles once per problem (compile_log()); "
           "backward CUDA only (torch 2.13); eager when ATTNBENCH_FLEX_EAGER=1")(_flex_fn)
@@ -191,6 +210,6 @@ register_attention(
 _eager_fn, _eager_lse = _flex(compiled=False)
 register_attention(
     "flex_eager", fully_masked_rows="zero", memory="materialising", exposes_lse=True,
-    lse=_eager_lse, patterns="all", device_overrides=NO_CPU_BACKWARD,
+    lse=_eager_lse, patterns="all", device_overrides=NO_CPU_BACKWARD, available=_available,
     notes="flex_attention without torch.compile: mods evaluated densely, no compile cost; "
           "backward CUDA only (torch 2.13)")(_eager_fn)
