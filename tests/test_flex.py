@@ -16,17 +16,12 @@ from attnbench.verify.agreement import check_case
 
 
 def test_declarations():
-    for name in ("flex", "flex_eager"):
-        caps = get(name).caps
-        assert caps.patterns == "all" and caps.fully_masked_rows == "zero"
-        assert caps.on("cpu").backward is False and caps.on("cuda").backward is True
-        assert caps.on("cuda").exposes_lse
-        assert not_supported_reasons(get(name), Case(backward=True)) == [
-            "backward not supported"]
-    assert get("flex").caps.default_checks == ("out", "pattern")
-    assert get("flex").caps.on("cpu").exposes_lse is False  # compiled lse: CUDA only
-    assert get("flex_eager").caps.on("cpu").exposes_lse
-    assert get("flex_eager").caps.default_checks is None
+    caps = get("flex").caps
+    assert caps.patterns == "all" and caps.fully_masked_rows == "zero"
+    assert caps.on("cpu").backward is False and caps.on("cuda").backward is True
+    assert caps.on("cpu").exposes_lse is False and caps.on("cuda").exposes_lse  # compiled lse
+    assert not_supported_reasons(get("flex"), Case(backward=True)) == ["backward not supported"]
+    assert caps.default_checks == ("out", "pattern")
 
 
 def test_eager_mode_is_declared_and_not_timed(monkeypatch):
@@ -36,12 +31,11 @@ def test_eager_mode_is_declared_and_not_timed(monkeypatch):
     monkeypatch.setenv(flex.EAGER_ENV, "0")
     assert flex.mode() == ("compiled", "")
     assert get("flex").untimeable_reason() is None
-    assert get("flex_eager").untimeable_reason() is None
 
 
 @pytest.mark.parametrize("pattern", BUILTIN_PATTERNS, ids=lambda p: p.id)
-def test_flex_eager_agrees_with_the_reference_on_every_pattern(pattern):
-    results = check_case(get("flex_eager"), Case(B=1, Hq=2, N=24, S=40, D=16, pattern=pattern))
+def test_eager_flex_agrees_with_the_reference_on_every_pattern(pattern):
+    results = check_case(get("flex"), Case(B=1, Hq=2, N=24, S=40, D=16, pattern=pattern))
     assert {r.status for r in results} == {"ok"}
     assert all(r.passed for r in results), [r.message for r in results]
 
@@ -50,7 +44,7 @@ def test_compile_log_records_each_problem_once():
     flex.reset_compile_log()
     q = torch.randn(1, 2, 16, 8)
     for _ in range(2):
-        get("flex_eager")(q, q, q, pattern=parse_pattern("alibi"))
+        get("flex")(q, q, q, pattern=parse_pattern("alibi"))
     log = flex.compile_log()
     assert list(log) == ["eager:float32:1.2/2.16.16.8.8:alibi:causal=False,mask=False,"
                          "lse=False,grad=True"]
@@ -100,7 +94,7 @@ def test_sliding_window_block_mask_is_block_sparse():
 def test_pattern_and_masking_attn_mask_together_are_refused():
     q = torch.randn(1, 1, 8, 8)
     with pytest.raises(ValueError, match="a pattern or an attn_mask with masks, not both"):
-        get("flex_eager")(q, q, q, attn_mask=torch.ones(8, 8, dtype=torch.bool),
+        get("flex")(q, q, q, attn_mask=torch.ones(8, 8, dtype=torch.bool),
                           pattern=parse_pattern("causal"))
 
 

@@ -183,3 +183,36 @@ def test_a_plugin_registers_a_pattern_that_verifies(pattern_plugin):
         results = check_case(get(name), Case(B=1, Hq=2, N=20, S=24, D=16, pattern=pattern,
                                              backward=True))
         assert results and all(r.passed for r in results), [r.message for r in results]
+
+
+def test_verify_cli_runs_the_named_patterns_and_records_them(tmp_path, capsys):
+    from attnbench.cli import main
+    from attnbench.results import load_results
+
+    out = tmp_path / "verify"
+    rc = main(["verify", "--variant", "naive", "sdpa", "--dtype", "fp32", "--check", "pattern",
+               "--pattern", "sliding_window:window=8", "--pattern", "causal+softcap:cap=3",
+               "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "patterns, float32" in printed and "causal+softcap-c3" in printed
+    table = load_results(out)
+    assert set(table.pattern) == {"sliding_window-w8", "causal+softcap-c3", ""}  # "": gradcheck
+    sdpa = table[(table.variant == "sdpa") & (table.pattern == "causal+softcap-c3")]
+    assert set(sdpa.status) == {"skipped"} and "modifies scores" in sdpa.reason.iloc[0]
+    assert (table[(table.variant == "naive") & (table.metric == "passed")].value == 1).all()
+
+
+def test_verify_cli_rejects_a_bad_pattern(capsys):
+    from attnbench.cli import main
+
+    assert main(["verify", "--variant", "naive", "--pattern", "sliding_window:wdth=3"]) == 2
+    assert "unknown parameter(s) wdth" in capsys.readouterr().err
+
+
+def test_verify_cli_takes_a_plugin_pattern(pattern_plugin, capsys):
+    from attnbench.cli import main
+
+    rc = main(["verify", "--plugin", pattern_plugin, "--variant", "tiled", "--dtype", "fp32",
+               "--check", "pattern", "--pattern", "dilated:every=2"])
+    assert rc == 0 and "dilated-e2" in capsys.readouterr().out

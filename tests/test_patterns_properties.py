@@ -17,12 +17,12 @@ from attnbench.variants.registry import get
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-VARIANTS = ["naive", "tiled", "sdpa", "flex_eager"]  # flex_eager: the flex definition, eager
+VARIANTS = ["naive", "tiled", "sdpa", "flex"]  # flex eager here (tests/conftest.py)
 TOL = {"rtol": 2e-5, "atol": 2e-5}  # float32: two computations of one answer
 
 
 def examples(name: str) -> int:
-    """flex_eager traces each new problem (~0.5 s on 2 cores): fewer draws."""
+    """Eager flex traces each new problem (~0.5 s on 2 cores): fewer draws."""
     n = settings.default.max_examples
     return max(5, n // 4) if name.startswith("flex") else n
 

@@ -1,34 +1,31 @@
-"""FlexAttention (``torch.nn.attention.flex_attention``): every pattern, compiled or eager.
+"""FlexAttention (``torch.nn.attention.flex_attention``) as the ``flex`` variant: any pattern.
 
-Two registered variants share one definition:
+``torch.compile(flex_attention)`` is the fused kernel, block-sparse through
+``create_block_mask`` (a sliding window skips the key blocks it cannot see). Each new problem
+(shape, dtype, pattern, options) compiles once: measured on this project's 2-core CPU machine,
+8-22 s with a cold inductor cache and about 1 s with a warm one; later calls take milliseconds.
 
-    flex        ``torch.compile(flex_attention)``: the fused kernel, block-sparse through
-                ``create_block_mask`` (a sliding window skips the key blocks it cannot see).
-                Each new problem (shape, dtype, pattern, options) compiles once: measured on
-                this project's 2-core CPU machine, 8-22 s cold and about 1 s with a warm
-                inductor cache; later calls take milliseconds.
-    flex_eager  the same call without ``torch.compile``: PyTorch evaluates the mods densely
-                (slow, ~0.1 s per call at N = 64 on CPU, but no compile). It is the declared
-                fallback: ``flex`` runs eager too when ``ATTNBENCH_FLEX_EAGER=1`` is set or
-                when compiling fails (the reason is kept in ``mode()``), and then says so via
-                ``timeable`` so that no benchmark times the fallback under the name ``flex``.
+Eager fallback: with ``ATTNBENCH_FLEX_EAGER=1``, or when the first compile of the process fails
+(no compiler), ``flex`` calls ``flex_attention`` without ``torch.compile``: PyTorch then
+evaluates the mods densely (~0.1 s per call at N = 64 on CPU, no compile). ``mode()`` says
+which and why, and ``timeable`` declares the eager variant untimeable, so that no benchmark
+times the fallback under the name ``flex``. A failure after a compile worked is raised. The
+test suite runs ``flex`` eager (tests/conftest.py); tests/test_flex.py covers the compiled path.
 
 Compile cost, apart from run time: every first call of a new problem is timed and logged.
 ``compile_log()`` returns ``{key: seconds}`` (the first call's wall time: compile plus one run;
 the block mask is built before the timer); ``reset_compile_log()`` empties it. A benchmark
 resets the log, runs its warm-up call and reads ``sum(compile_log().values())``. Keys are
-``"<mode>:<dtype>:B.H.N.S.D.Dv:<pattern id>:<options>"``.
+``"<mode>:<dtype>:B.Hq/Hkv.N.S.D.Dv:<pattern id>:<options>"``.
 
 Backward: with torch 2.13 FlexAttention's backward raises NotImplementedError on CPU (compiled
-and eager), so backward is declared for CUDA only; compiled log-sum-exp (``return_aux``) is
-refused on CPU too, so ``flex`` exposes its lse on CUDA only (``flex_eager`` on both). A
-compiled forward on CPU needs inputs without ``requires_grad`` (benchmarks: ``no_grad`` and
-detached inputs). If the first compiled call of the process fails, ``flex`` runs eager from
-then on and says why in ``mode()``; a later failure is raised.
+and eager), so backward is declared for CUDA only; a compiled log-sum-exp (``return_aux``) is
+refused on CPU too, so the lse is declared for CUDA only. A compiled forward on CPU needs
+inputs without ``requires_grad`` (benchmarks: ``no_grad`` and detached inputs).
 
-``attnbench verify`` runs the whole plan on ``flex_eager`` and, to keep compile time bounded,
-only ``out`` and ``pattern`` on ``flex`` (``default_checks``; ``--check NAME`` runs any other
-check compiled).
+``attnbench verify`` runs only ``out`` and ``pattern`` on ``flex`` by default, to bound compile
+time (``default_checks``; ``--check NAME`` runs any other check compiled); the test suite runs
+the whole plan on the same definitions eager.
 """
 
 from __future__ import annotations
@@ -41,11 +38,20 @@ from contextlib import nullcontext
 import torch
 from attnbench.variants.patterns import Pattern, Shape, get_pattern
 from attnbench.variants.registry import register_attention
-from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
+
+try:  # torch >= 2.5; AuxRequest (return_aux) >= 2.9, return_lse before
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+except ImportError as exc:  # registered anyway, unavailable with the reason
+    _MISSING: str | None = f"torch {torch.__version__} has no FlexAttention ({exc})"
+else:
+    _MISSING = None
+try:
+    from torch.nn.attention.flex_attention import AuxRequest
+except ImportError:
+    AuxRequest = None
 
 EAGER_ENV = "ATTNBENCH_FLEX_EAGER"
 BLOCK_SIZE = 128  # FlexAttention's default sparse block (queries x keys)
-NO_CPU_BACKWARD = {"cpu": {"backward": False}}  # torch 2.13: NotImplementedError on CPU
 
 _compiled = None  # torch.compile(flex_attention), built on first use
 _compile_failure: str | None = None  # why the first compile failed (then flex runs eager)
@@ -71,6 +77,10 @@ def compile_log() -> dict[str, float]:
 
 def reset_compile_log() -> None:
     _compile_log.clear()
+
+
+def _available() -> str | None:
+    return _MISSING
 
 
 def _eager_reason() -> str | None:
@@ -118,7 +128,7 @@ def _recompile_limits():
     return config.patch(**limits) if limits else nullcontext()
 
 
-def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
+def _call(q, k, v, *, causal, scale, attn_mask, pattern, return_lse):
     global _compiled, _compile_failure, _compile_worked
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     (B, Hq, N, D), S, Dv = q.shape, k.shape[2], v.shape[3]
@@ -132,11 +142,14 @@ def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
     else:
         _, score_mod, block = _mods_for(pattern, causal, shape)
     kwargs = dict(score_mod=score_mod, block_mask=block, scale=scale,
-                  enable_gqa=k.shape[1] != Hq,
-                  return_aux=AuxRequest(lse=True) if return_lse else None)
-    if compiled and _compiled is None and mode()[0] == "compiled":
+                  enable_gqa=k.shape[1] != Hq)
+    if return_lse and AuxRequest is not None:
+        kwargs["return_aux"] = AuxRequest(lse=True)
+    elif return_lse:
+        kwargs["return_lse"] = True
+    if mode()[0] == "compiled" and _compiled is None:
         _compiled = torch.compile(flex_attention, dynamic=False)
-    run = _compiled if compiled and mode()[0] == "compiled" else flex_attention
+    run = _compiled if mode()[0] == "compiled" else flex_attention
     how = "compiled" if run is _compiled else "eager"
     key = (f"{how}:{str(q.dtype).removeprefix('torch.')}:{B}.{Hq}/{k.shape[1]}.{N}.{S}.{D}."
            f"{Dv}:{pattern.id if pattern else 'none'}:causal={causal},mask="
@@ -158,39 +171,30 @@ def _call(q, k, v, *, causal, scale, attn_mask, pattern, compiled, return_lse):
             out = flex_attention(q, k, v, **kwargs)
     if first:
         _compile_log[key] = time.perf_counter() - start
-    return (out[0], out[1].lse) if return_lse else out
+    if return_lse:
+        return out[0], (out[1].lse if AuxRequest else out[1])
+    return out
 
 
-def _flex(compiled: bool):
-    def fn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
-           scale: float | None = None, attn_mask: torch.Tensor | None = None,
-           pattern: Pattern | None = None) -> torch.Tensor:
-        return _call(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
-                     pattern=pattern, compiled=compiled, return_lse=False)
-
-    def lse(q, k, v, *, causal=False, scale=None, attn_mask=None, pattern=None):
-        return _call(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask,
-                     pattern=pattern, compiled=compiled, return_lse=True)[1]  # (B, Hq, N)
-
-    fn.__doc__ = ("torch.compile(flex_attention): any pattern, block-sparse masks" if compiled
-                  else "flex_attention without torch.compile (the declared fallback)")
-    return fn, lse
+def flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+         scale: float | None = None, attn_mask: torch.Tensor | None = None,
+         pattern: Pattern | None = None) -> torch.Tensor:
+    """torch.compile(flex_attention): any pattern, block-sparse masks."""
+    return _call(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask, pattern=pattern,
+                 return_lse=False)
 
 
-_flex_fn, _flex_lse = _flex(compiled=True)
+def _lse(q, k, v, *, causal=False, scale=None, attn_mask=None, pattern=None):
+    return _call(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask, pattern=pattern,
+                 return_lse=True)[1]  # (B, Hq, N)
+
+
 register_attention(
-    "flex", fully_masked_rows="zero", memory="fused", lse=_flex_lse, patterns="all",
+    "flex", fully_masked_rows="zero", memory="fused", lse=_lse, patterns="all",
     # torch 2.13 on CPU: "torch.compile on CPU only supports inference and return_lse is not
     # supported yet" (InductorError); no backward either
     device_overrides={"cpu": {"backward": False}, "cuda": {"exposes_lse": True}},
-    timeable=_eager_reason,
-    default_checks=("out", "pattern"),
+    timeable=_eager_reason, available=_available, default_checks=("out", "pattern"),
     notes="torch.compile(flex_attention); compiles once per problem (compile_log()); "
-          "backward CUDA only (torch 2.13); eager when ATTNBENCH_FLEX_EAGER=1")(_flex_fn)
-
-_eager_fn, _eager_lse = _flex(compiled=False)
-register_attention(
-    "flex_eager", fully_masked_rows="zero", memory="materialising", exposes_lse=True,
-    lse=_eager_lse, patterns="all", device_overrides=NO_CPU_BACKWARD,
-    notes="flex_attention without torch.compile: mods evaluated densely, no compile cost; "
-          "backward CUDA only (torch 2.13)")(_eager_fn)
+          "backward and lse CUDA only (torch 2.13); eager when ATTNBENCH_FLEX_EAGER=1 or "
+          "when compiling fails (then not timed)")(flex)

@@ -52,19 +52,25 @@ PLAIN = {"B": 2, "Hq": 2, "N": 45, "S": 70, "D": 32}
 SMALL = {"B": 1, "Hq": 2, "N": 37, "S": 45, "D": 24}
 
 
-def _pattern(variant: Variant, case: CaseFactory, seed: int) -> list[CheckResult]:
-    """Output, gradients and lse with a pattern vs its float64 reference. N <= S, so no row
-    of a built-in pattern is fully masked; Hq = 2 tells ALiBi's heads apart. Where only the
-    backward is unsupported, the forward still runs and the gradients are a skipped row."""
-    full = case(**PLAIN, backward=True)
+def check_pattern_case(variant: Variant, full: Case, seed: int, check: str = "pattern"
+                       ) -> list[CheckResult]:
+    """Output, gradients (``full.backward``) and lse of ``full`` (a case with a pattern) vs
+    the float64 reference. Where only the backward is unsupported (flex on CPU), the forward
+    still runs and the gradients are a skipped row."""
     forward = replace(full, backward=False)
     if not_supported_reasons(variant, forward):
-        return [skipped("pattern", variant.name, full, not_supported_reasons(variant, full))]
+        return [skipped(check, variant.name, full, not_supported_reasons(variant, full))]
     why_not_grad = not_supported_reasons(variant, full)
-    results = check_case(variant, forward if why_not_grad else full, seed, check="pattern")
+    results = check_case(variant, forward if why_not_grad else full, seed, check=check)
     if why_not_grad:
-        results.append(skipped("pattern", variant.name, full, why_not_grad, "grad"))
+        results.append(skipped(check, variant.name, full, why_not_grad, "grad"))
     return results
+
+
+def _pattern(variant: Variant, case: CaseFactory, seed: int) -> list[CheckResult]:
+    """N <= S, so no row of a built-in pattern is fully masked; Hq = 2 tells ALiBi's heads
+    apart."""
+    return check_pattern_case(variant, case(**PLAIN, backward=True), seed)
 
 ATTENTION_CHECKS: list[Check] = [
     Check("contract", "contract",
