@@ -40,7 +40,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "no variants yet")
     for name in ("__init__.py", "registry.py", "memory.py", "common.py", "plugins.py",
-                 "naive.py"):
+                 "naive.py", "patterns.py", "pattern_families.py"):
         shutil.copy(REPO / "variants" / name, root / "variants" / name)
     (root / PROBE_FILE).write_text(PROBE.format(""))
     git(root, "add", ".")

@@ -22,10 +22,14 @@ A pattern case applies the pattern's definition (its score_mods and mask) to the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from attnbench.throughput.cases import BenchCase, make_inputs
 from attnbench.variants.common import causal_mask, default_scale, expand_kv
-from attnbench.variants.patterns import Pattern, Shape
+
+if TYPE_CHECKING:
+    from attnbench.variants.patterns import Pattern
 
 SAMPLED_ROWS = 32
 
@@ -43,6 +47,8 @@ def pattern_on_rows(pattern: Pattern, scores: torch.Tensor, rows: torch.Tensor, 
                     ) -> torch.Tensor:
     """The pattern's definition (score_mods, then the mask) on the scores (B, Hq, R, S) of
     the query rows ``rows`` of an N-query problem."""
+    from attnbench.variants.patterns import Shape
+
     B, H, R, S = scores.shape
     shape = Shape(B, H, N, S, str(scores.device))
     b = torch.arange(B, device=scores.device).view(B, 1, 1, 1)

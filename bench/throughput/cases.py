@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from attnbench.variants.patterns import Pattern, parse_pattern, pattern_kwargs
 from attnbench.variants.registry import Case, get, parse_dtype
+
+if TYPE_CHECKING:
+    from attnbench.variants.patterns import Pattern
 
 Mode = Literal["fwd", "bwd", "fwd+bwd"]
 MODES: tuple[Mode, ...] = ("fwd", "bwd", "fwd+bwd")
@@ -66,14 +68,21 @@ class BenchCase:
 
     @property
     def attention_pattern(self) -> Pattern | None:
-        return parse_pattern(self.pattern) if self.pattern else None
+        if not self.pattern:
+            return None
+        # imported here: the gate's worker runs this module against trees (bases) that may
+        # predate attention patterns, and plain cases must not need them
+        from attnbench.variants.patterns import parse_pattern
+
+        return parse_pattern(self.pattern)
 
     def registry_case(self) -> Case:
         """The registry's view of this attention problem, for ``not_supported_reasons``; its
         label (the case id's shape part) ends with the pattern's id when there is one."""
+        pattern = {"pattern": self.attention_pattern} if self.pattern else {}
         return Case(B=self.B, Hq=self.Hq, Hkv=self.Hkv, N=self.N, S=self.S, D=self.D,
                     Dv=self.Dv, dtype=self.torch_dtype, device=self.device, causal=self.causal,
-                    backward=self.mode != "fwd", pattern=self.attention_pattern)
+                    backward=self.mode != "fwd", **pattern)
 
     @property
     def case_id(self) -> str:
@@ -121,8 +130,12 @@ def make_call(case: BenchCase, seed: int = 0, variant: Any = None) -> Callable[[
         return make_block_call(case, seed)
     variant = variant if variant is not None else get(case.attention)
     q, k, v = make_inputs(case, requires_grad=case.mode != "fwd", seed=seed)
-    extra = pattern_kwargs(variant, case.attention_pattern, case.B, case.Hq, case.N, case.S,
-                           case.device)
+    extra: dict[str, Any] = {}
+    if case.pattern:
+        from attnbench.variants.patterns import pattern_kwargs
+
+        extra = pattern_kwargs(variant, case.attention_pattern, case.B, case.Hq, case.N, case.S,
+                               case.device)
     if case.mode == "fwd":
         return lambda: variant(q, k, v, causal=case.causal, **extra)
     gen = torch.Generator(device=case.device).manual_seed(seed + 1)

@@ -31,7 +31,6 @@ from attnbench.throughput.models import (
     no_memory_model_reason,
 )
 from attnbench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
-from attnbench.variants.patterns import support
 from attnbench.variants.registry import get, parse_dtype
 
 
@@ -112,6 +111,8 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
     m = Measurement()
     call = make_call(case, seed)
     if case.pattern:  # how the variant ran the pattern: "native" or "dense_mask"
+        from attnbench.variants.patterns import support
+
         caps = get(case.attention).caps.on(torch.device(case.device).type)
         m.columns["pattern_via"] = support(caps, case.attention_pattern)
     what = "output" if case.mode == "fwd" else "gradients"
