@@ -200,7 +200,8 @@ def test_presets_are_valid_data() -> None:
     sizes = {name: len(Preset.load(name).train_jobs(ref)) for name in PRESETS}
     blocks = len(list_variants("block"))
     assert sizes == {"quick": 2 * 1 * 2 * 3 + 2 * 2 * 3,
-                     "standard": 2 * 3 * 3 * 2 * 2 * 3 + 2 * 2 * 2 * 3 + 2 * 2 * 3,
+                     "standard": (2 * 2 * 3 * 2 * 2 * 3 + 2 * 1 * 3 * 2 * 1 * 3
+                                  + 2 * 1 * 1 * 1 * 1 * 3 + 2 * 1 * 2 * 1 * 1 * 3),
                      "full": blocks * 6 * 7 * 2 * 2 * 3}
     quick = Preset.load("quick")
     assert {g for grid in quick.data["train"]["grids"] for g in grid["blocks"]} == \
