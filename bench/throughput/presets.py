@@ -12,7 +12,8 @@ key of a grid takes a value or a list of values; a grid is the cartesian product
                     causal (default true), mode (fwd, fwd+bwd)
     [[limit]]       variant, N_max, reason: a cap; larger cases are recorded as skipped
     [timing]        max_time, min_rounds, warmup (per worker process), processes (how many
-                    worker processes time every case; see timing.TimingSettings)
+                    worker processes time every case), pin (fix the workers to CPUs; see
+                    timing.TimingSettings)
 
 A path ending in ``.toml`` works as ``--preset`` too.
 """
