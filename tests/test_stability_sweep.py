@@ -109,7 +109,10 @@ def test_crashing_run_is_an_error_row(tmp_path: Path, corpus: str, broken_block:
     errors = frame[frame["status"] == "error"]
     assert set(errors["block"]) == {broken_block} and (errors["metric"] == "run").all()
     assert errors["reason"].str.contains("deliberately broken").all()
-    assert (frame[frame["block"] == "pre_ln"]["status"] == "ok").all()
+    pre = frame[frame["block"] == "pre_ln"]
+    # its runs are too short to train healthy, so its lr sensitivity is skipped as undefined
+    assert (pre[pre["metric"] != "lr_sensitivity"]["status"] == "ok").all()
+    assert (pre["status"] != "error").all()
 
 
 def test_interrupted_sweep_resumes(tmp_path: Path, corpus: str) -> None:
