@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 from attnbench.gate.verdicts import (
-    CheckResult,
-    Finding,
+    GateCheck,
+    GateFinding,
     correctness_finding,
     memory_finding,
     structural_finding,
@@ -54,15 +54,15 @@ def _default_bound(row: pd.Series) -> float:
     return C_OUTPUT if forward else C_GRAD
 
 
-def checks(frame: pd.DataFrame) -> dict[tuple, CheckResult]:
+def checks(frame: pd.DataFrame) -> dict[tuple, GateCheck]:
     """One correctness outcome per key from its rows (rows of other metrics are ignored)."""
     keys = _key_columns(frame)
-    out: dict[tuple, CheckResult] = {}
+    out: dict[tuple, GateCheck] = {}
     relevant = frame[frame.metric.isin(["passed", *RATIOS]) | (frame.status == "error")]
     for key, rows in relevant.groupby(keys, dropna=False, sort=True):
         errors = rows[rows.status == "error"]
         if len(errors):
-            out[key] = CheckResult(False, reason=f"raised: {errors.iloc[0].get('reason', '')}")
+            out[key] = GateCheck(False, reason=f"raised: {errors.iloc[0].get('reason', '')}")
             continue
         ok = rows[rows.status == "ok"]
         if ok.empty:
@@ -79,7 +79,7 @@ def checks(frame: pd.DataFrame) -> dict[tuple, CheckResult]:
                 passed = passed and ratio <= bound
         reason = "" if passed else f"error ratio {ratio} above bound {bound}" if ratio else \
             "check failed"
-        out[key] = CheckResult(passed, ratio, bound, reason)
+        out[key] = GateCheck(passed, ratio, bound, reason)
     return out
 
 
@@ -91,7 +91,7 @@ def _values(frame: pd.DataFrame, metric: str, keys: list[str]) -> dict[tuple, fl
 
 def compare_results(baseline: str | Path, results: str | Path, *, memory_rel: float,
                     memory_abs: float, structural_as_error: bool = False
-                    ) -> tuple[list[Finding], list[str], dict[str, Any], dict[str, Any]]:
+                    ) -> tuple[list[GateFinding], list[str], dict[str, Any], dict[str, Any]]:
     """Findings and notes for two results directories, plus what each side was."""
     base, prov_b = _load(baseline, "--baseline")
     head, prov_h = _load(results, "--results")
