@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnbench.case_ids import CaseShape, case_id, verify_case_id
 from attnbench.errors import UsageError
 from attnbench.gate.sides import SideSpec, SideWorker, WorkerError
 from attnbench.gate.stats import Comparison, compare
@@ -49,9 +50,9 @@ class Shape:
     device: str = "cpu"
 
     def label(self) -> str:
-        heads = f"H{self.Hq}" + (f"/{self.Hkv}" if self.Hkv != self.Hq else "")
-        return "-".join([f"B{self.B}", heads, f"N{self.N}", f"D{self.D}", self.dtype,
-                         self.device] + (["causal"] if self.causal else []))
+        """The shape part of the shared case ids (``attnbench.case_ids``)."""
+        return CaseShape(self.B, self.Hq, self.Hkv, self.N, self.N, self.D, self.D, self.dtype,
+                         self.device, self.causal).label()
 
     def at(self, **changes: Any) -> Shape:
         return Shape(**{**self.__dict__, **changes})
@@ -99,7 +100,7 @@ class GateOutcome:
 def case_key(variant: str, mode: str, shape: Shape) -> str:
     """The benchmark's case id (``throughput.cases.BenchCase.case_id``) of this attention
     case: one grammar for the gate's findings and the benchmark's rows."""
-    return f"attention:{variant}:{shape.label()}:{mode}"
+    return case_id("attention", variant, shape.label(), mode)
 
 
 def interleaved(first: SideWorker, second: SideWorker, key: str, inner: int, rounds: int,
@@ -267,7 +268,7 @@ def _verification(wa: SideWorker, wb: SideWorker, names: list[str], new: list[st
             continue
         for key, result in sorted(head.items()):
             outcome.findings.append(correctness_finding(
-                ":".join(("verify", name, *key)), name, base.get(key), result))
+                verify_case_id(key[0], name, *key[1:]), name, base.get(key), result))
 
 
 def _side_check(worker: SideWorker, prepared: dict[str, Any], key: str) -> GateCheck | None:

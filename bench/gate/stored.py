@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from attnbench.case_ids import parse_case_id, verify_case_id
 from attnbench.gate.verdicts import (
     GateCheck,
     GateFinding,
@@ -40,7 +41,32 @@ def _load(path: str | Path, flag: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame, provenance = load_results(where), load_provenance(where)
     if frame.empty:
         raise ResultsError(f"{flag} {where}: the results directory holds no rows")
-    return frame, provenance
+    return _verify_ids(frame), provenance
+
+
+def _verify_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """Verify rows written before the shared case-id grammar (``attnbench.case_ids``) named
+    cases ``variant[attention]:check:dtype:case``; such an id is rebuilt from the row's fields,
+    so that a baseline recorded then still meets the same checks of a newer run."""
+    if not {"check", "case", "direction"} <= set(frame.columns):
+        return frame
+    old = (frame["suite"] == "verify") & ~frame["case_id"].astype(str).map(_parses)
+    if not old.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[old, "case_id"] = [
+        verify_case_id(r["check"], r["variant"], r["case"], r["direction"],
+                       r["attention"] if isinstance(r.get("attention"), str) else "")
+        for _, r in frame[old].iterrows()]
+    return frame
+
+
+def _parses(key: str) -> bool:
+    try:
+        parse_case_id(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _key_columns(frame: pd.DataFrame) -> list[str]:
