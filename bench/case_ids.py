@@ -90,7 +90,7 @@ def subject(variant: str, attention: str = "") -> str:
 
 def verify_case_id(check: str, variant: str, case: str, direction: str, attention: str = "",
                    repeat: int = 1) -> str:
-    """The id of one verification result from its fields (``bench.verify.result.CheckResult``):
+    """The id of one verification result from its fields (``attnbench.verify.result.CheckResult``):
     ``case`` is the registry's case label, whose "bwd" flag (or a gradient check) makes the
     mode ``fwd+bwd``. The gate names its verification findings with it too."""
     shape, backward = parse_shape(case)

@@ -1,6 +1,6 @@
 """``attnbench stability``: train small GPTs built from each block variant over learning rate x
 warm-up x depth x seed, measure them at initialisation, and say which published findings this
-run reproduced. See ``bench.stability.sweep`` for running it on a cluster."""
+run reproduced. See ``attnbench.stability.sweep`` for running it on a cluster."""
 
 from __future__ import annotations
 

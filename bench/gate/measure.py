@@ -1,4 +1,4 @@
-"""Measuring two trees in one job: a worker per side (``bench.gate.sides``), requests
+"""Measuring two trees in one job: a worker per side (``attnbench.gate.sides``), requests
 interleaved A B B A.
 
 ``compare_sides(base, head, preset, settings)`` runs every case of a preset on both sides and
@@ -253,7 +253,7 @@ def _suite(worker: SideWorker, name: str, dtype: str, device: str
 
 def _verification(wa: SideWorker, wb: SideWorker, names: list[str], new: list[str], dtype: str,
                   device: str, outcome: GateOutcome, log: Callable[[str], None]) -> None:
-    """The verification suite (``bench.verify.runner``) on every variant, both sides: a check
+    """The verification suite (``attnbench.verify.runner``) on every variant, both sides: a check
     that fails on head but not on base fails the gate, and a variant new on head must pass all
     of it. Where the suite cannot run on a side, it is left out with a note, never counted as
     failing (an old base may predate it)."""

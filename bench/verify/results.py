@@ -25,7 +25,7 @@ from attnbench.verify.result import CheckResult
 from attnbench.verify.runner import ATTENTION_CHECKS, CHECK_NAMES
 from tabulate import tabulate
 
-# Block checks and the reference each compares with (bench.verify.blocks).
+# Block checks and the reference each compares with (attnbench.verify.blocks).
 BLOCK_CHECKS = {"encoder_layer": "TransformerEncoderLayer",
                 "float64_block": "their own float64 computation"}
 
