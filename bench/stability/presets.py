@@ -182,12 +182,12 @@ def _inits(where: str, values: Any) -> None:
 
 
 @dataclass(frozen=True)
-class Preset:
+class StabilityPreset:
     name: str
     data: dict[str, Any]
 
     @classmethod
-    def load(cls, name_or_path: str) -> Preset:
+    def load(cls, name_or_path: str) -> StabilityPreset:
         """A built-in preset by name, or a JSON file with the same structure."""
         if name_or_path in PRESETS:
             return cls(name_or_path, PRESETS[name_or_path]).validated()
@@ -202,7 +202,7 @@ class Preset:
                               f"({exc})") from None
         return cls(path.stem, data).validated()
 
-    def validated(self) -> Preset:
+    def validated(self) -> StabilityPreset:
         d = self.data
         _keys(f"preset {self.name}", d, {"model", "attention", "train", "init"}, {"description"})
         _keys(f"preset {self.name}: model", d["model"], {"d_model", "n_heads", "block_size",
@@ -249,7 +249,7 @@ class Preset:
         return self
 
     def with_overrides(self, blocks: list[str] | None = None,
-                       attention: str | None = None) -> Preset:
+                       attention: str | None = None) -> StabilityPreset:
         """``--variant`` replaces the block list of every grid; ``--attention`` the attention."""
         data = json.loads(json.dumps(self.data))  # deep copy of plain data
         if blocks:
