@@ -69,16 +69,19 @@ def gate(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The main job: the quick preset of every benchmark into fixed directories under
-    results/latest/ (each run replaces the previous one), then says where they are."""
+    """The main job: the quick preset of every benchmark, and the patterns preset, into fixed
+    directories under results/latest/ (each run replaces the previous one), then says where
+    they are."""
     install_project(session)
     # A failed check (exit 1) is a finding for the report, not a reason to stop the job.
     session.run("python", "-m", "attnbench", "verify", "--out", "results/latest/verify", "--force",
                 success_codes=[0, 1])
     session.run("python", "-m", "attnbench", "bench", "--preset", "quick",
                 "--out", "results/latest/throughput", "--force")
+    session.run("python", "-m", "attnbench", "bench", "--preset", "patterns",
+                "--out", "results/latest/patterns", "--force")
     session.run("python", "-m", "attnbench", "stability", "--preset", "quick",
                 "--out", "results/latest/stability", "--force", success_codes=[0, 1])
-    session.log("results: results/latest/ (verify/, throughput/, stability/)")
+    session.log("results: results/latest/ (verify/, throughput/, patterns/, stability/)")
     session.run("python", "-m", "attnbench", "report", "results/latest",  # prints the page's path
                 "--out", "results/latest/report")

@@ -7,7 +7,10 @@ what two runs are joined on; the report reads the row's fields, never the id.
              | "verify." check                                   (verify and the gate: which check)
     subject := attention variant | block "/" attention
     shape   := "B{B}-H{Hq}[/{Hkv}]-N{N}[xS{S}]-D{D}[/{Dv}]-{dtype}-{device}"
-               ["-causal"] ["-mask"] ["-d{d_model}"]
+               ["-causal"] ["-mask"] ["-d{d_model}"] ["~" pattern]
+    pattern := an attention pattern's id (``attnbench.variants.patterns``), e.g.
+               "sliding_window-w256" or "causal+softcap-c20": after "~", so its own "-" never
+               reads as a flag
     mode    := "fwd" | "bwd" | "fwd+bwd"
     repeat  := an integer >= 2: the n-th result under the same id in one run
 
@@ -43,8 +46,10 @@ class CaseShape:
     causal: bool = False
     mask: bool = False
     d_model: int | None = None
+    pattern: str | None = None  # an attention pattern's id
 
-    def label(self) -> str:
+    def label(self, backward: bool = False) -> str:
+        """The shape part; ``backward`` adds the registry's "bwd" flag (verify's case column)."""
         parts = [f"B{self.B}", f"H{self.Hq}" + (f"/{self.Hkv}" if self.Hkv != self.Hq else ""),
                  f"N{self.N}" + (f"xS{self.S}" if self.S != self.N else ""),
                  f"D{self.D}" + (f"/{self.Dv}" if self.Dv != self.D else ""),
@@ -52,7 +57,9 @@ class CaseShape:
         parts += [flag for flag, on in (("causal", self.causal), ("mask", self.mask)) if on]
         if self.d_model is not None:
             parts.append(f"d{self.d_model}")
-        return "-".join(parts)
+        if backward:
+            parts.append("bwd")
+        return "-".join(parts) + (f"~{self.pattern}" if self.pattern else "")
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ _DIMS = re.compile(r"D(\d+)(?:/(\d+))?")
 def parse_shape(label: str) -> tuple[CaseShape, bool]:
     """A shape part (or a registry ``Case.label()``) back to its fields, and whether the label
     carried the registry's "bwd" flag."""
+    label, _, pattern = label.partition("~")
     tokens = label.split("-")
     if len(tokens) < 6 or not tokens[0].startswith("B") or not tokens[0][1:].isdigit():
         raise ValueError(f"case shape: expected 'B..-H..-N..-D..-dtype-device[-flags]', "
@@ -125,7 +133,7 @@ def parse_shape(label: str) -> tuple[CaseShape, bool]:
             raise ValueError(f"case shape: unknown flag {token!r} in {label!r}; expected "
                              f"causal, mask, bwd or d<d_model>")
     shape = CaseShape(int(tokens[0][1:]), hq, hkv, n, s, d, dv, tokens[4], tokens[5],
-                      "causal" in flags, "mask" in flags, d_model)
+                      "causal" in flags, "mask" in flags, d_model, pattern or None)
     return shape, "bwd" in flags
 
 

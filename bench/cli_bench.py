@@ -2,6 +2,7 @@
 
     attnbench bench                                  # quick preset -> results/throughput/<time>
     attnbench bench --preset gpu --out results/h200
+    attnbench bench --preset patterns                # attention patterns -> results/patterns/<time>
     attnbench bench --variant naive,tiled --mode fwd -k "N1024 and not causal"
     attnbench bench --out DIR --resume               # continue an interrupted run
     attnbench bench --out DIR --force                # replace the previous run in DIR
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--time-limit: expected seconds > 0, got {args.time_limit}")
     preset = load_preset(args.preset)
     stamp = now_iso().replace(":", "").replace("+0000", "Z")
-    out = Path(args.out) if args.out else Path("results") / "throughput" / stamp
+    out = Path(args.out) if args.out else Path("results") / preset.suite / stamp
     if args.resume and not args.out:
         raise UsageError("--resume needs --out DIR: the directory of the run to continue")
     config = RunConfig(preset=preset, out=out, selection=_selection(args), resume=args.resume,
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     summary = run_throughput(config)
     minutes, seconds = divmod(int(time.monotonic() - started), 60)
-    print(f"throughput: {summary['cases']} cases ({summary['ok']} measured now, "
+    print(f"{preset.suite}: {summary['cases']} cases ({summary['ok']} measured now, "
           f"{summary['errors']} errors, {summary['skipped']} skipped) in {minutes}m{seconds:02d}s")
     fits = [r for r in summary["fits"] if r["status"] == "ok"]
     if fits:

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from attnbench.variants.patterns import BUILTIN_PATTERNS, parse_pattern
 from attnbench.variants.registry import get, list_variants, parse_dtype
 from attnbench.verify.results import open_results, render, strict_json, summary
 from attnbench.verify.runner import (
@@ -35,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help=f"dtypes (default: {', '.join(DEFAULT_DTYPES)}; commas allowed)")
     parser.add_argument("--check", nargs="+", action="extend", default=[], metavar="CHECK",
                         help=f"only these attention checks: {', '.join(CHECK_NAMES)}")
+    parser.add_argument("--pattern", action="append", default=[], metavar="PATTERN",
+                        help="attention pattern(s) for the pattern check, e.g. "
+                        "'sliding_window:window=16' or 'causal+softcap:cap=20' (repeatable; "
+                        "default: every built-in: "
+                        f"{', '.join(p.text for p in BUILTIN_PATTERNS)})")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of every random input")
     parser.add_argument("--json", metavar="PATH", help="write a machine-readable summary")
@@ -68,6 +74,8 @@ def _select(args: argparse.Namespace) -> tuple[list, list, list[torch.dtype], li
 
 def run(args: argparse.Namespace) -> int:
     attention, blocks, dtypes, checks = _select(args)
+    patterns = ([parse_pattern(text) for text in dict.fromkeys(args.pattern)]
+                or list(BUILTIN_PATTERNS))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     block_attention = attention or list_variants("attention")
     record = (open_results(args.out, args.seed, plugins=args.plugins_loaded, force=args.force)
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     results = [reference_gradcheck(args.seed)]
     for dtype in dtypes:
         for variant in attention:
-            results += verify_attention(variant, dtype, device, args.seed, checks)
+            results += verify_attention(variant, dtype, device, args.seed, checks, patterns)
         if blocks:
             results += verify_blocks(blocks, block_attention, dtype, device, args.seed)
         if record:

@@ -20,6 +20,10 @@ so a run cut off by the machine's time limit still returns what it measured:
       ``triton_flash`` and ``sdpa_flash`` in bf16 and fp16, then the tolerance rule at real
       shapes (D 64 and 128, causal and not, MHA and GQA, N = S = 2048, ragged 1000 and
       777 x 1500; odd head dims 40, 80, 256 at 513 x 1025).
+   c. flex patterns (``OUT/flex``): ``flex`` (compiled FlexAttention) forward and backward
+      against each pattern's float64 reference, bf16: every built-in pattern at verify's
+      shape, then three at a real shape (N = S = 1024, Hq 8 / Hkv 2, D 64), one pattern at a
+      time while the budget lasts; an error is recorded as a failed check, never raised.
    A step that does not start for lack of time is listed in the summary as not run.
 3. ``OUT/summary.md`` and ``OUT/summary.json``: correctness counts, the issue's targets as
    ratios measured within this run, then ``attnbench report`` over what was written.
@@ -54,6 +58,10 @@ SMOKE_BENCH = ["--dtype", "bf16", "--mode", "fwd", "-k", "N4096 and D128 and not
                *[a for v in BENCH_VARIANTS for a in ("--variant", v)]]
 FULL_BENCH = ["--dtype", "bf16", "--mode", "fwd", "--mode", "bwd", "-k", "D128"]
 BUDGET_S = 480  # the whole check, autotuning included, on one H200
+FLEX_REAL = ["sliding_window:window=256", "causal+document:lengths=300/124/600",
+             "causal+softcap:cap=20"]  # at (Hq, Hkv, N, S, D) = FLEX_REAL_SHAPE
+FLEX_REAL_SHAPE = (8, 2, 1024, 1024, 64)
+FLEX_STEP_S = 45  # a pattern starts only with this much budget left (fwd + bwd compile)
 
 
 def correctness(out: Path, seed: int, *, device: str = "cuda", variants: tuple[str, ...] = VARIANTS,
@@ -90,6 +98,51 @@ def correctness(out: Path, seed: int, *, device: str = "cuda", variants: tuple[s
                         torch.cuda.empty_cache()
     record(results, finish=True)
     return results
+
+
+def flex_patterns(out: Path, seed: int, left: Any, *, device: str = "cuda",
+                  dtypes: tuple[torch.dtype, ...] = (torch.bfloat16,),
+                  real: list[str] | None = None) -> tuple[list, list[str]]:
+    """Step c: ``flex`` on every built-in pattern, then the real-shape ones, while ``left()``
+    (seconds of budget) allows. Returns the results and the patterns not run. Nothing raises:
+    a crash becomes a failed result, so the stages before it keep what they measured."""
+    from attnbench.variants.patterns import BUILTIN_PATTERNS, parse_pattern
+    from attnbench.variants.registry import Case, get
+    from attnbench.verify import runner
+    from attnbench.verify.result import raised
+    from attnbench.verify.results import open_results
+
+    record = open_results(out, seed, force=True)
+    results: list = []
+    not_run: list[str] = []
+    Hq, Hkv, N, S, D = FLEX_REAL_SHAPE  # module constant, read here (tests shrink it)
+    steps = [(dtype, p, False) for dtype in dtypes for p in BUILTIN_PATTERNS]
+    steps += [(dtype, parse_pattern(t), True) for dtype in dtypes
+              for t in (FLEX_REAL if real is None else real)]
+    for dtype, pattern, at_real_shape in steps:
+        if left() < FLEX_STEP_S:
+            not_run.append(f"flex {pattern.id}{' real shape' if at_real_shape else ''}")
+            continue
+        case = Case(B=1, Hq=Hq, Hkv=Hkv, N=N, S=S, D=D, dtype=dtype, device=device,
+                    pattern=pattern, backward=True)
+        try:
+            if at_real_shape:
+                found = runner.check_pattern_case(get("flex"), case, seed,
+                                                  check="pattern_real_shape")
+            else:
+                found = runner.verify_attention(get("flex"), dtype, device, seed, ["pattern"],
+                                                [pattern])
+        except Exception as exc:  # recorded, never raised: the earlier stages stand
+            found = [raised("pattern_real_shape" if at_real_shape else "pattern", "flex",
+                            case, exc)]
+        for r in found:
+            r.extra["pattern"] = pattern.id
+        results += found
+        record(results)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    record(results, finish=True)
+    return results, not_run
 
 
 def throughput(out: Path, selection: list[str]) -> int:
@@ -216,6 +269,11 @@ def run_stages(out: Path, seed: int, budget_s: float, smoke_only: bool = False) 
         verify_dirs.append(out / "verify")
     else:
         not_run.append("full verify")
+    found, skipped = flex_patterns(out / "flex", seed, left)
+    results += found
+    not_run += skipped
+    if found:
+        verify_dirs.append(out / "flex")
     summarise("full", bench_dirs, not_run)
     return results
 

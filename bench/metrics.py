@@ -20,7 +20,8 @@ Direction = Literal["higher", "lower", "none"]
 FLOP_CONVENTION = (
     "useful FLOPs, a multiply-add counts 2: forward 2*B*Hq*P*(D+Dv), P = visible (query, key) "
     "pairs: N*S, or with top-left causal masking sum_i min(i+1, S) (N(N+1)/2 when N == S, "
-    "which is half of N^2 only as N grows); bwd 2x forward, fwd+bwd 3x (FlashAttention's "
+    "which is half of N^2 only as N grows), or with an attention pattern its mask's True "
+    "entries; bwd 2x forward, fwd+bwd 3x (FlashAttention's "
     "recomputation not counted, so naive and fused variants are credited the same work); "
     "block forward per token 24*d^2 + 4*d*P/N, fwd+bwd 3x")
 
@@ -34,7 +35,9 @@ class Metric:
     meaning: str  # how it is computed, in one or two sentences
 
 
-_T, _V, _S = ("throughput",), ("verify",), ("stability",)
+# The patterns suite is the throughput benchmark run on attention patterns (its own results
+# directory, so its rows never mix with the plain cases): it writes the same metrics.
+_T, _V, _S = ("throughput", "patterns"), ("verify",), ("stability",)
 _ALL: tuple[Metric, ...] = (
     # ---- throughput: time (median of per-process medians; see throughput.replicate) -------
     Metric("time_median_s", "s", "lower", _T,
@@ -51,6 +54,13 @@ _ALL: tuple[Metric, ...] = (
            "Worker processes whose samples entered time_median_s."),
     Metric("time_process_spread", "", "lower", _T,
            "max / min - 1 of the per-process medians: how much the processes disagreed."),
+    Metric("compile_s", "s", "lower", _T,
+           "Seconds a case's first call spent compiling, in the worker that checks it: the "
+           "variant's logged first-call wall time (compile_log(); flex's block mask is built "
+           "before its timer) minus the median of three warm calls; 0 when that worker had "
+           "compiled the problem already. Only for variants that log compiling (flex). A cold "
+           "inductor cache costs more than a warm one. Never part of time_median_s, which is "
+           "timed after warm-up."),
     Metric("flops", "FLOP", "none", _T,
            "Useful FLOPs of one call by the FLOP convention (throughput.models)."),
     Metric("tflops", "TFLOP/s", "higher", _T, "flops / time_median_s / 1e12."),

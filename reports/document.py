@@ -178,8 +178,8 @@ def fmt_bytes(value: Any) -> str:
     if is_missing(value):
         return "–"
     value = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):  # below 1000: three digits, never "1.01e+03"
+        if abs(value) < 1000 or unit == "GiB":
             return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{value:.3g} GiB"  # pragma: no cover

@@ -22,6 +22,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# `flex` compiles once per problem (8-22 s cold on 2 cores): tests that sweep every variant over
+# many shapes run it eager; tests/test_flex.py tests the compiled path itself.
+os.environ.setdefault("ATTNBENCH_FLEX_EAGER", "1")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():

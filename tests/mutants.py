@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
 from attnbench.variants.common import causal_mask, default_scale
+from attnbench.variants.naive import naive
+from attnbench.variants.pattern_families import alibi_slopes, document_ids
+from attnbench.variants.patterns import Pattern, Term
 from attnbench.variants.registry import register_attention, unregister
 
 
@@ -109,6 +112,44 @@ def _lse_log2(q, k, v, *, causal=False, scale=None, attn_mask=None):
     return torch.logsumexp(s, dim=-1) / math.log(2)
 
 
+# Pattern mutants: a wrong definition of one family (mask_mod / score_mod factories), run by
+# naive's dense evaluation; the pattern check's float64 reference must disagree.
+def _window_w_plus_one(shape, window):  # attention-gym's q - kv <= w read as our window
+    return lambda b, h, q_idx, kv_idx: (kv_idx <= q_idx) & (q_idx - kv_idx <= window)
+
+
+def _prefix_inclusive(shape, prefix):  # key `prefix` counted into the prefix
+    return lambda b, h, q_idx, kv_idx: (kv_idx <= prefix) | (kv_idx <= q_idx)
+
+
+def _document_shifted(shape, lengths):  # ids read one position late
+    ids = document_ids(lengths, max(shape.N, shape.S) + 1, shape.device)[1:]
+    return lambda b, h, q_idx, kv_idx: ids[q_idx] == ids[kv_idx]
+
+
+def _alibi_reversed(shape):  # slopes assigned to heads in the wrong order
+    slopes = alibi_slopes(shape.H, shape.device).flip(0)
+    return lambda score, b, h, q_idx, kv_idx: score + slopes[h] * (kv_idx - q_idx)
+
+
+def pattern_broken(q, k, v, *, causal=False, scale=None, attn_mask=None, pattern=None,
+                   family="", mask_mod=None, score_mod=None, mask_first=False):
+    """naive on ``pattern`` with one family's definition replaced, or (``mask_first``) the
+    mask applied before the score_mods, as a hand-written soft-cap after masking does."""
+    if pattern is not None:
+        pattern = Pattern(tuple(
+            Term(replace(t.family, **{n: f for n, f in (("mask_mod", mask_mod),
+                                                          ("score_mod", score_mod)) if f}),
+                 t.params) if t.family.name == family else t for t in pattern.terms))
+    if not (mask_first and pattern is not None):
+        return naive(q, k, v, causal=causal, scale=scale, attn_mask=attn_mask, pattern=pattern)
+    s = (q @ k.transpose(-2, -1)) * default_scale(q.shape[-1], scale)  # (B, Hq, N, S)
+    keep = pattern.dense_mask(*s.shape, device=q.device)
+    s = s.masked_fill(~keep, -math.inf) if keep is not None else s
+    s = pattern.apply_dense(s, masked=False)  # soft-cap(-inf) = -cap: masked keys leak in
+    return torch.softmax(s, dim=-1).to(q.dtype) @ v  # (B, Hq, N, Dv)
+
+
 @dataclass
 class Mutant:
     name: str
@@ -153,7 +194,24 @@ MUTANTS = [
     Mutant("mut_heads_last", "output returned as (B, N, Hq, Dv)", partial(broken, heads_last=True)),
     Mutant("mut_truncated_head_dim", "only the first power-of-two features of D are used",
            partial(broken, truncate_d=True)),
+    Mutant("mut_window_off_by_one", "sliding window keeps q - kv <= w: w + 1 keys",
+           partial(pattern_broken, family="sliding_window", mask_mod=_window_w_plus_one),
+           {"patterns": "all"}),
+    Mutant("mut_alibi_head_order", "ALiBi slopes assigned to the heads in reverse order",
+           partial(pattern_broken, family="alibi", score_mod=_alibi_reversed),
+           {"patterns": "all"}),
+    Mutant("mut_softcap_after_mask", "soft-cap applied after the mask: -inf becomes -cap",
+           partial(pattern_broken, mask_first=True), {"patterns": "all"}),
+    Mutant("mut_prefix_off_by_one", "prefix-LM keys kv <= prefix visible: one key too many",
+           partial(pattern_broken, family="prefix_lm", mask_mod=_prefix_inclusive),
+           {"patterns": "all"}),
+    Mutant("mut_document_shifted", "document ids read one position late",
+           partial(pattern_broken, family="document", mask_mod=_document_shifted),
+           {"patterns": "all"}),
 ]
+
+PATTERN_MUTANTS = ("mut_window_off_by_one", "mut_alibi_head_order", "mut_softcap_after_mask",
+                   "mut_prefix_off_by_one", "mut_document_shifted")
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from attnbench.gate.stored import compare_results
 from attnbench.results import load_results
 from attnbench.throughput.cases import BenchCase
 from attnbench.throughput.presets import expand, load_preset
+from attnbench.variants.patterns import parse_pattern
 from attnbench.variants.registry import Case, get
 from attnbench.verify.blocks import check_block
 from attnbench.verify.result import skipped
@@ -50,6 +51,9 @@ def test_verify_and_benchmark_ids_share_the_shape_part(causal: bool):
 
 def test_every_benchmark_id_parses_back_to_its_fields():
     cases = expand(load_preset("quick"), variants=("naive", "sdpa"))
+    patterned = expand(load_preset("patterns"), variants=("naive", "sdpa"))
+    assert {c.registry_case().pattern.id for c in patterned} >= {"sliding_window-w256"}
+    cases = [*cases, *patterned]
     assert {c.kind for c in cases} == {"attention", "block"} and \
         {c.measure for c in cases} >= {"full", "memory"}
     for c in cases:
@@ -93,6 +97,17 @@ def old_verify_rows(frame: pd.DataFrame) -> pd.DataFrame:
     old = [":".join(parts) for parts in zip(who, frame["check"], frame["dtype"], frame["case"],
                                             strict=True)]
     return frame.assign(case_id=old)
+
+
+def test_a_pattern_id_with_dashes_stays_one_field():
+    """A pattern's id has its own "-" ("sliding_window-w256"): after "~" it never reads as a
+    flag, and a backward verify label puts "bwd" before it."""
+    case = Case(B=1, Hq=2, N=64, D=16, backward=True,
+                pattern=parse_pattern("causal+softcap:cap=20"))
+    assert case.label() == "B1-H2-N64-D16-float32-cpu-bwd~causal+softcap-c20"
+    shape, backward = parse_shape(case.label())
+    assert backward and shape.pattern == "causal+softcap-c20" and shape.label() == \
+        "B1-H2-N64-D16-float32-cpu~causal+softcap-c20"
 
 
 def test_old_verify_ids_rebuild_to_the_new_ones():

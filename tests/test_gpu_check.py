@@ -107,10 +107,50 @@ def test_full_steps_that_do_not_fit_the_budget_are_listed(
     run_stages(tmp_path, 0, budget_s=0)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["stage"] == "full"
-    assert summary["not_run"] == ["full throughput", "full verify"]
+    assert summary["not_run"][:2] == ["full throughput", "full verify"]
+    assert len(summary["not_run"]) == 2 + 8 + 3  # every flex pattern step, listed
+    assert all(step.startswith("flex ") for step in summary["not_run"][2:])
     calls.clear()
     run_stages(tmp_path / "roomy", 0, budget_s=1e6)
     steps = [c for c in calls if c[0] != "cli"]
     assert [c[0] for c in steps] == ["verify", "bench", "bench", "verify"]
     assert steps[2][2] == FULL_BENCH and steps[3][2] == []  # full verify: every check
     assert json.loads((tmp_path / "roomy" / "summary.json").read_text())["not_run"] == []
+
+
+def test_flex_patterns_step_runs_on_cpu_and_records(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flex step's own code at CPU shapes: every built-in pattern, then a real-shape one
+    (shrunk); forward judged, backward a skipped row (CPU), the results directory written."""
+    import attnbench.gpu_check as gc
+
+    monkeypatch.setattr(gc, "FLEX_REAL_SHAPE", (2, 1, 40, 56, 16))
+    results, not_run = gc.flex_patterns(tmp_path / "flex", 0, lambda: 1e6, device="cpu",
+                                        dtypes=(torch.float32,),
+                                        real=["sliding_window:window=8"])
+    assert not_run == [] and not [r for r in results if r.failed]
+    judged = {(r.extra["pattern"], r.check) for r in results if r.status == "ok"}
+    assert ("sliding_window-w8", "pattern_real_shape") in judged
+    assert len({p for p, check in judged if check == "pattern"}) == 8
+    assert {r.direction for r in results if r.status == "skipped"} == {"grad"}
+    table = load_results(tmp_path / "flex")
+    assert set(table.pattern) >= {"sliding_window-w8", "alibi"}
+
+
+def test_flex_patterns_step_records_errors_and_respects_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import attnbench.gpu_check as gc
+    from attnbench.verify import runner
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("inductor exploded")
+
+    monkeypatch.setattr(runner, "verify_attention", crash)
+    monkeypatch.setattr(runner, "check_pattern_case", crash)
+    results, not_run = gc.flex_patterns(tmp_path / "a", 0, lambda: 1e6, device="cpu",
+                                        dtypes=(torch.float32,), real=["causal"])
+    assert len(results) == 9 and all(r.status == "error" for r in results)
+    assert "inductor exploded" in results[0].message
+    results, not_run = gc.flex_patterns(tmp_path / "b", 0, lambda: 0.0, device="cpu",
+                                        dtypes=(torch.float32,), real=["causal"])
+    assert results == [] and len(not_run) == 9 and not_run[-1] == "flex causal real shape"

@@ -61,12 +61,20 @@ DESIGNED = [
     ("mut_masked_rows_lie", "masked_rows"), ("mut_assumes_contiguous", "non_contiguous"),
     ("mut_truncated_head_dim", "odd_shapes"), ("mut_fp32_output", "contract"),
     ("mut_heads_last", "contract"),
+    *((name, "pattern") for name in mutants.PATTERN_MUTANTS),
 ]
 
 
 @pytest.mark.parametrize("mutant, check", DESIGNED)
 def test_the_check_designed_for_each_bug_catches_it(caught, mutant, check):
     assert check in caught[mutant]
+
+
+def test_pattern_mutants_are_caught_only_by_the_pattern_check(caught):
+    """Each pattern bug shows only when its pattern runs: the plain checks all pass, so the
+    pattern check is what catches it (5 of 5)."""
+    assert {name: caught[name] for name in mutants.PATTERN_MUTANTS} == {
+        name: {"pattern"} for name in mutants.PATTERN_MUTANTS}
 
 
 def test_each_mutant_has_the_check_designed_for_it():

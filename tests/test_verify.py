@@ -131,7 +131,7 @@ def test_agrees_with_float64_reference(name, dtype):
 @pytest.mark.parametrize("name", ATTENTION)
 def test_every_real_variant_passes_the_whole_plan_in_float32(name):
     skip_unless_runs(name, Case())
-    results = verify_attention(get(name), torch.float32)
+    results = verify_attention(get(name), torch.float32, checks=CHECK_NAMES)  # no defaults
     assert [r.check for r in results if r.check] and {r.check for r in results} == set(
         CHECK_NAMES)
     failed = [f"{r.check} [{r.case}]: {r.message}" for r in results if r.failed]

@@ -22,7 +22,7 @@ from attnbench.variants.registry import (
     unregister,
 )
 
-_INFRASTRUCTURE = {"registry", "common", "plugins", "memory"}
+_INFRASTRUCTURE = {"registry", "common", "plugins", "memory", "patterns", "pattern_families"}
 
 
 def _import_builtin_variants() -> None:

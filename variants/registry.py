@@ -8,6 +8,8 @@ Attention contract: ``fn(q, k, v, *, causal=False, scale=None, attn_mask=None) -
 q (B, Hq, N, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv), Hq a multiple of Hkv, ``scale`` defaulting
 to 1/sqrt(D), ``causal=True`` meaning query i sees keys j <= i (top-left aligned, as SDPA) and
 ``attn_mask`` a boolean tensor broadcastable to (B, Hq, N, S) where True means "may attend".
+A variant declaring ``patterns`` also takes ``pattern=`` (an ``attnbench.variants.patterns``
+Pattern); callers build the keyword arguments with ``patterns.pattern_kwargs``.
 
 Capabilities are data, not code paths: a check or benchmark asks ``not_supported_reasons`` and
 skips with the reason in words, so an unsupported combination is never a failure. What the
@@ -28,6 +30,7 @@ import torch
 from attnbench.case_ids import CaseShape
 from attnbench.errors import UnknownVariantError, UsageError
 from attnbench.variants.memory import MEMORY_MODELS, MemoryModel
+from attnbench.variants.patterns import Pattern, unsupported_reason
 
 Kind = Literal["attention", "block"]
 CausalAlignment = Literal["top_left", "bottom_right"]
@@ -53,6 +56,13 @@ class Capabilities:
     causal_alignment: CausalAlignment = "top_left"  # meaning of causal=True when N != S
     fully_masked_rows: MaskedRows = "nan"  # output of a query row that may attend to nothing
     exposes_lse: bool = False  # registered with ``lse=``: log-sum-exp per row is checked
+    # Attention patterns (variants/patterns.py) the variant computes itself from a
+    # ``pattern=`` argument: family names, or "all". Mask-only patterns need no declaration
+    # when ``attn_mask`` is supported: the harness passes them as a dense mask.
+    patterns: tuple[str, ...] | Literal["all"] = ()
+    # The checks `attnbench verify` runs by default (None: all of them). A variant that
+    # compiles per problem (flex) keeps its default run short; --check NAME runs any other.
+    default_checks: tuple[str, ...] | None = None
     # The memory model (variants/memory.py): "materialising", "fused", or a function
     # ``(case, mode) -> bytes``; None: undeclared, the benchmark prints no model and says why.
     memory: str | MemoryModel | None = None
@@ -122,6 +132,7 @@ class Case:
     causal: bool = False
     mask: bool = False  # an explicit boolean attn_mask is passed
     backward: bool = False
+    pattern: Pattern | None = None  # an attention pattern (with causal=False and no mask)
 
     @property
     def hkv(self) -> int:
@@ -138,11 +149,12 @@ class Case:
     def id_shape(self, d_model: int | None = None) -> CaseShape:
         """The shape part of the case ids (``attnbench.case_ids``): every field but backward."""
         return CaseShape(self.B, self.Hq, self.hkv, self.N, self.s, self.D, self.dv,
-                         dtype_name(self.dtype), self.device, self.causal, self.mask, d_model)
+                         dtype_name(self.dtype), self.device, self.causal, self.mask, d_model,
+                         self.pattern.id if self.pattern is not None else None)
 
     def label(self) -> str:
-        """The shape part of the case ids, plus "-bwd" when the case runs backward."""
-        return self.id_shape().label() + ("-bwd" if self.backward else "")
+        """The shape part of the case ids, with the "bwd" flag when the case runs backward."""
+        return self.id_shape().label(backward=self.backward)
 
 
 @dataclass
@@ -160,7 +172,18 @@ class Variant:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.kind == "attention":
             validate_attention_inputs(self.name, *args, **kwargs)
+            if kwargs.get("pattern") is not None:
+                self._check_pattern(args[0].device.type, kwargs["pattern"])
         return self.fn(*args, **kwargs)
+
+    def _check_pattern(self, device_type: str, pattern: Pattern) -> None:
+        """A ``pattern=`` argument only reaches variants that declared its families."""
+        declared = self.caps.on(device_type).patterns
+        missing = [f for f in pattern.families if declared != "all" and f not in declared]
+        if missing:
+            raise ValueError(f"attention variant {self.name!r}: pattern {pattern.id!r} needs "
+                             f"{', '.join(missing)}, not declared (patterns="
+                             f"{declared or '()'}); call it through pattern_kwargs()")
 
     def lse(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Log-sum-exp per query row (B, Hq, N), for variants that declare `exposes_lse`
@@ -196,6 +219,10 @@ def _check_declarations(kind: Kind, name: str, caps: Capabilities,
         if getattr(caps, key) is not None and not callable(getattr(caps, key)):
             raise TypeError(f"{where}: {key}: expected a function () -> reason or None, got "
                             f"{getattr(caps, key)!r}")
+    if not (caps.patterns == "all" or (isinstance(caps.patterns, tuple)
+                                       and all(isinstance(p, str) for p in caps.patterns))):
+        raise ValueError(f"{where}: patterns: expected a tuple of family names or 'all', got "
+                         f"{caps.patterns!r}")
     if lse is not None and not callable(lse):
         raise TypeError(f"{where}: lse: expected a function (q, k, v, ...) -> (B, Hq, N), got "
                         f"{lse!r}")
@@ -292,6 +319,8 @@ def not_supported_reasons(variant: Variant, case: Case) -> list[str]:
             reasons.append(f"head dim D={case.D} outside [{caps.head_dim_min}, {hi}]")
         if case.dv != case.D and not caps.distinct_value_dim:
             reasons.append(f"value head dim Dv={case.dv} != D={case.D} not supported")
+        if case.pattern is not None and (why := unsupported_reason(caps, case.pattern)):
+            reasons.append(why)
     if case.backward and not caps.backward:
         reasons.append("backward not supported")
     if not reasons and caps.available is not None:
@@ -302,7 +331,8 @@ def not_supported_reasons(variant: Variant, case: Case) -> list[str]:
 
 
 def validate_attention_inputs(name: str, q: Any, k: Any, v: Any, *, causal: bool = False,
-                              scale: float | None = None, attn_mask: Any = None) -> None:
+                              scale: float | None = None, attn_mask: Any = None,
+                              pattern: Any = None) -> None:
     """Check the attention contract once, with errors that name the variant and the argument."""
     where = f"attention variant {name!r}"
     for arg, t in (("q", q), ("k", k), ("v", v)):
@@ -336,6 +366,9 @@ def validate_attention_inputs(name: str, q: Any, k: Any, v: Any, *, causal: bool
         raise TypeError(f"{where}: causal must be a bool, got {causal!r}")
     if scale is not None and (not isinstance(scale, int | float) or not math.isfinite(scale)):
         raise ValueError(f"{where}: scale must be a finite number or None, got {scale!r}")
+    if pattern is not None and not isinstance(pattern, Pattern):
+        raise TypeError(f"{where}: pattern must be an attnbench Pattern (parse_pattern), got "
+                        f"{type(pattern).__name__}")
     if attn_mask is not None:
         if not isinstance(attn_mask, torch.Tensor) or attn_mask.dtype != torch.bool:
             got = attn_mask.dtype if isinstance(attn_mask, torch.Tensor) else type(attn_mask)

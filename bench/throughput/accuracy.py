@@ -16,6 +16,8 @@ It is not the verify suite's ``error_ratio`` (which takes the worse of two textb
 and floors by the terms' magnitude, on whole outputs), so it has its own metric name.
 
 fwd cases check the output; bwd and fwd+bwd cases check dQ (the column ``checked`` says which).
+A pattern case applies the pattern's definition (its score_mods and mask) to the sampled rows;
+``attnbench verify`` checks that definition against the pattern's independent reference.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import torch
 from attnbench.throughput.cases import BenchCase, make_inputs
 from attnbench.variants.common import causal_mask, default_scale, expand_kv
+from attnbench.variants.patterns import Pattern, PatternShape
 
 SAMPLED_ROWS = 32
 
@@ -36,27 +39,48 @@ def sample_rows(N: int, count: int = SAMPLED_ROWS, seed: int = 0) -> torch.Tenso
     return torch.cat([torch.tensor([0, N - 1]), middle]).sort().values
 
 
+def pattern_on_rows(pattern: Pattern, scores: torch.Tensor, rows: torch.Tensor, N: int
+                    ) -> torch.Tensor:
+    """The pattern's definition (score_mods, then the mask) on the scores (B, Hq, R, S) of
+    the query rows ``rows`` of an N-query problem."""
+    B, H, R, S = scores.shape
+    shape = PatternShape(B, H, N, S, str(scores.device))
+    b = torch.arange(B, device=scores.device).view(B, 1, 1, 1)
+    h = torch.arange(H, device=scores.device).view(1, H, 1, 1)
+    q, kv = rows.view(1, 1, R, 1), torch.arange(S, device=scores.device).view(1, 1, 1, S)
+    score_mod, mask_mod = pattern.score_mod(shape), pattern.mask_mod(shape)
+    if score_mod is not None:
+        scores = score_mod(scores, b, h, q, kv)
+    if mask_mod is not None:
+        scores = scores.masked_fill(~mask_mod(b, h, q, kv), float("-inf"))
+    return scores
+
+
 def attention_rows(q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor,
-                   causal: bool) -> torch.Tensor:
-    """Textbook attention for the query rows ``rows`` only: q_rows (B, Hq, R, D)."""
+                   causal: bool, pattern: Pattern | None = None, N: int = 0) -> torch.Tensor:
+    """Textbook attention for the query rows ``rows`` only: q_rows (B, Hq, R, D), of an
+    N-query problem (N matters only to a pattern)."""
     k, v = expand_kv(k, v, q_rows.shape[1])  # (B, Hq, S, D)
     scores = (q_rows @ k.transpose(-2, -1)) * default_scale(q_rows.shape[-1], None)  # (B,Hq,R,S)
     if causal:
         visible = causal_mask(int(rows.max()) + 1, k.shape[-2], q_rows.device, rows=rows)
         scores = scores.masked_fill(~visible, float("-inf"))  # visible: (R, S)
+    if pattern is not None:
+        scores = pattern_on_rows(pattern, scores, rows, N)
     return torch.softmax(scores, dim=-1) @ v  # (B, Hq, R, Dv)
 
 
 def _rows_result(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor,
-                 causal: bool, dtype: torch.dtype, grad_rows: torch.Tensor | None
+                 case: BenchCase, dtype: torch.dtype, grad_rows: torch.Tensor | None
                  ) -> torch.Tensor:
     """Output rows, or dQ rows when ``grad_rows`` (dO on the sampled rows) is given."""
     q_rows = q.detach()[:, :, rows].to(dtype)
     k, v = k.detach().to(dtype), v.detach().to(dtype)
+    options = {"causal": case.causal, "pattern": case.attention_pattern, "N": case.N}
     if grad_rows is None:
-        return attention_rows(q_rows, k, v, rows, causal)
+        return attention_rows(q_rows, k, v, rows, **options)
     q_rows.requires_grad_(True)
-    out = attention_rows(q_rows, k, v, rows, causal)
+    out = attention_rows(q_rows, k, v, rows, **options)
     return torch.autograd.grad(out, q_rows, grad_rows.to(dtype))[0]
 
 
@@ -74,8 +98,8 @@ def sampled_error_ratio(case: BenchCase, result: torch.Tensor, seed: int = 0
         grad_out = torch.randn((case.B, case.Hq, case.N, case.Dv), generator=gen,
                                device=case.device, dtype=case.torch_dtype)
         grad_rows = grad_out[:, :, rows]
-    ref = _rows_result(q, k, v, rows, case.causal, torch.float64, grad_rows)
-    pt = _rows_result(q, k, v, rows, case.causal, case.torch_dtype, grad_rows)
+    ref = _rows_result(q, k, v, rows, case, torch.float64, grad_rows)
+    pt = _rows_result(q, k, v, rows, case, case.torch_dtype, grad_rows)
     got = result.detach()[:, :, rows].double()
     error = (got - ref).abs().max().item()
     error_pt = (pt.double() - ref).abs().max().item()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 from attnbench.case_ids import case_id, subject
+from attnbench.variants.patterns import Pattern, parse_pattern, pattern_kwargs
 from attnbench.variants.registry import Case, get, parse_dtype
 
 Mode = Literal["fwd", "bwd", "fwd+bwd"]
@@ -51,6 +52,9 @@ class BenchCase:
     block: str | None = None
     d_model: int | None = None
     measure: Measure = "full"
+    # An attention pattern's text (attnbench.variants.patterns), e.g. "sliding_window:window=256";
+    # kept as text so the case pickles to the worker and its columns stay plain values.
+    pattern: str | None = None
 
     @property
     def variant(self) -> str:
@@ -61,11 +65,16 @@ class BenchCase:
     def torch_dtype(self) -> torch.dtype:
         return parse_dtype(self.dtype)
 
+    @property
+    def attention_pattern(self) -> Pattern | None:
+        return parse_pattern(self.pattern) if self.pattern else None
+
     def registry_case(self) -> Case:
-        """The registry's view of this attention problem, for ``not_supported_reasons``."""
+        """The registry's view of this attention problem, for ``not_supported_reasons``; its
+        label (the case id's shape part) ends with the pattern's id when there is one."""
         return Case(B=self.B, Hq=self.Hq, Hkv=self.Hkv, N=self.N, S=self.S, D=self.D,
                     Dv=self.Dv, dtype=self.torch_dtype, device=self.device, causal=self.causal,
-                    backward=self.mode != "fwd")
+                    backward=self.mode != "fwd", pattern=self.attention_pattern)
 
     @property
     def case_id(self) -> str:
@@ -79,7 +88,8 @@ class BenchCase:
     def columns(self) -> dict[str, Any]:
         """The case's parameters as table columns (the metric vocabulary's names)."""
         cols = {k: v for k, v in asdict(self).items()
-                if k not in ("block", "d_model", "attention")}
+                if k not in ("block", "d_model", "attention")
+                and not (k == "pattern" and v is None)}  # plain cases keep their columns
         if self.kind == "block":
             cols.update(block=self.block, attention=self.attention, d_model=self.d_model,
                         n_heads=self.Hq)
@@ -104,23 +114,27 @@ def make_call(case: BenchCase, seed: int = 0, variant: Any = None) -> Callable[[
     """The zero-argument callable timed for ``case`` (see the module docstring for modes).
 
     ``variant`` (default: the registered ``case.attention``) lets the regression gate time
-    the same call with a variant object from the tree it measures."""
+    the same call with a variant object from the tree it measures. A pattern reaches the
+    variant through ``pattern_kwargs`` (natively, or as a dense boolean mask built here, once,
+    outside the timed call: an input like q, k and v), the one path every suite uses."""
     if case.kind == "block":
         from attnbench.throughput.blocks import make_block_call
 
         return make_block_call(case, seed)
     variant = variant if variant is not None else get(case.attention)
     q, k, v = make_inputs(case, requires_grad=case.mode != "fwd", seed=seed)
+    extra = pattern_kwargs(variant, case.attention_pattern, case.B, case.Hq, case.N, case.S,
+                           case.device)
     if case.mode == "fwd":
-        return lambda: variant(q, k, v, causal=case.causal)
+        return lambda: variant(q, k, v, causal=case.causal, **extra)
     gen = torch.Generator(device=case.device).manual_seed(seed + 1)
     grad_out = torch.randn((case.B, case.Hq, case.N, case.Dv), generator=gen,
                            device=case.device, dtype=case.torch_dtype)
     if case.mode == "fwd+bwd":
         def fwd_bwd() -> tuple[torch.Tensor, ...]:
-            out = variant(q, k, v, causal=case.causal)
+            out = variant(q, k, v, causal=case.causal, **extra)
             return torch.autograd.grad(out, (q, k, v), grad_out)
 
         return fwd_bwd
-    out = variant(q, k, v, causal=case.causal)  # the graph the timed backward walks
+    out = variant(q, k, v, causal=case.causal, **extra)  # the graph the timed backward walks
     return lambda: torch.autograd.grad(out, (q, k, v), grad_out, retain_graph=True)

@@ -3,8 +3,10 @@
 Order matters: the first call checks the result (raises on NaN/inf, so a broken variant gives
 an error row instead of a fast wrong number) and warms up lazy initialisation; then accuracy;
 then peak memory on a warm call (first-call caches would otherwise count as the variant's
-memory); then, unless ``timed=False``, timing in this one process. The benchmark runner passes
-``timed=False`` and times the case separately, replicated over worker processes and
+memory); a variant that compiles (it keeps a ``compile_log``) also gets ``compile_s`` from
+that first call, so compilation is reported apart and never timed; then, unless
+``timed=False``, timing in this one process. The benchmark runner passes ``timed=False`` and
+times the case separately, replicated over worker processes and
 interleaved with the other variants of its shape (``throughput.replicate``). A memory-only
 case (the scaling sweep, large N) makes one call: the tracked one, checked afterwards; the
 worker has usually run the variant before, so its caches are warm.
@@ -14,6 +16,10 @@ Metric names and units are those of ``attnbench.metrics``.
 
 from __future__ import annotations
 
+import statistics
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +31,8 @@ from attnbench.throughput.models import (
     no_memory_model_reason,
 )
 from attnbench.throughput.timing import TimingSettings, matmul_peak, summarize, time_callable
-from attnbench.variants.registry import parse_dtype
+from attnbench.variants.patterns import support
+from attnbench.variants.registry import get, parse_dtype
 
 
 class CaseFailure(RuntimeError):
@@ -62,6 +69,41 @@ def add_timing(m: Measurement, samples: list[float], flops: float | None) -> flo
     return median
 
 
+COMPILE_WARM_CALLS = 3  # warm calls whose median is subtracted from the first call
+
+
+def _synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def wall_seconds(call: Callable[[], Any], device: str) -> float:
+    """Wall seconds of one call (CUDA: synchronised)."""
+    _synchronize(device)
+    started = time.perf_counter()
+    call()
+    _synchronize(device)
+    return time.perf_counter() - started
+
+
+def compile_seconds(call: Callable[[], Any], device: str, first_s: float) -> float:
+    """``compile_s``: the first call's wall seconds (as the variant logged them) minus the
+    median of COMPILE_WARM_CALLS warm calls: what compiling added. Wall time, because
+    compilation runs on every core and the user waits for all of it."""
+    warm = [wall_seconds(call, device) for _ in range(COMPILE_WARM_CALLS)]
+    return max(first_s - statistics.median(warm), 0.0)
+
+
+def compile_log(case: BenchCase) -> Callable[[], dict[str, float]] | None:
+    """The variant's compile log, when its module keeps one (``compile_log() -> {problem:
+    first-call seconds}``, as ``variants/flex.py`` does): the mark of a variant that compiles."""
+    if case.kind != "attention":
+        return None
+    module = sys.modules.get(getattr(get(case.attention).fn, "__module__", ""))
+    log = getattr(module, "compile_log", None)
+    return log if callable(log) else None
+
+
 def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
                       timed: bool = True) -> Measurement:
     from attnbench.throughput.accuracy import sampled_error_ratio
@@ -69,6 +111,9 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
 
     m = Measurement()
     call = make_call(case, seed)
+    if case.pattern:  # how the variant ran the pattern: "native" or "dense_mask"
+        caps = get(case.attention).caps.on(torch.device(case.device).type)
+        m.columns["pattern_via"] = support(caps, case.attention_pattern)
     what = "output" if case.mode == "fwd" else "gradients"
     if case.measure == "memory":  # one call: measured, then checked
         why = memory_unavailable_reason(case.device)
@@ -78,8 +123,14 @@ def measure_attention(case: BenchCase, settings: TimingSettings, seed: int,
         check_finite(result, what)
         m.values["mem_peak_bytes"] = float(peak)
     else:
-        result = call()
+        log = compile_log(case)
+        logged = set(log()) if log else set()
+        result = call()  # the first call: compiles a compiling variant's new problem
         check_finite(result, what)
+        if log is not None:  # its compile cost, apart from run time (timed after warm-up)
+            first_s = sum(s for k, s in log().items() if k not in logged)
+            m.values["compile_s"] = compile_seconds(call, case.device, first_s) \
+                if first_s else 0.0  # compiled earlier in this worker: nothing to pay
         acc = sampled_error_ratio(case, result if case.mode == "fwd" else result[0], seed)
         m.values["sampled_error_ratio"] = float(acc["sampled_error_ratio"])
         m.columns.update(checked=acc["checked"], error=acc["error"], error_pt=acc["error_pt"])

@@ -3,7 +3,8 @@
 FLOP convention (docs/methods.md, "FLOP and byte conventions"; its one text is
 ``attnbench.metrics.FLOP_CONVENTION``, stated in every results directory):
     forward  F = 2 * B * Hq * P * (D + Dv), P = visible (query, key) pairs: N * S, or with
-             top-left causal masking sum_i min(i + 1, S) (exactly N(N+1)/2 when N == S).
+             top-left causal masking sum_i min(i + 1, S) (exactly N(N+1)/2 when N == S), or
+             with an attention pattern the True entries of its dense mask.
     bwd      2.0 x F, fwd+bwd 3.0 x F: *useful* work. FlashAttention-style kernels execute
              2.5 x F in the backward (they recompute Q K^T); that is not counted, so naive and
              fused variants are compared on the same work.
@@ -25,7 +26,7 @@ from attnbench.throughput.cases import BenchCase
 from attnbench.variants.registry import get
 
 __all__ = ["FLOP_CONVENTION", "attention_flops", "attention_memory_bytes", "block_flops",
-           "fit_exponent", "visible_pairs"]
+           "fit_exponent", "pattern_pairs", "visible_pairs"]
 MODE_FACTOR = {"fwd": 1.0, "bwd": 2.0, "fwd+bwd": 3.0}
 
 
@@ -38,10 +39,31 @@ def visible_pairs(N: int, S: int, causal: bool) -> int:
     return S * (S + 1) // 2 + (N - S) * S  # rows past S see every key
 
 
+def pattern_pairs(case: BenchCase) -> float:
+    """Visible (query, key) pairs summed over the B * Hq problems of a pattern case: the True
+    entries of its dense mask (all N * S when the pattern only modifies scores). A mask that
+    does not vary over a batch or head dimension is counted once and multiplied."""
+    pattern = case.attention_pattern
+    assert pattern is not None, "pattern_pairs needs a pattern case"
+    mask = pattern.dense_mask(case.B, case.Hq, case.N, case.S, "cpu")  # (B, Hq, N, S) view
+    if mask is None:
+        return float(case.B * case.Hq * case.N * case.S)
+    repeats = 1
+    for dim in (0, 1):
+        if mask.stride(dim) == 0:  # broadcast: the same mask for every index of this dim
+            repeats *= mask.shape[dim]
+            mask = mask.narrow(dim, 0, 1)
+    return float(mask.sum().item() * repeats)
+
+
 def attention_flops(case: BenchCase) -> float:
-    """Useful FLOPs of one call of ``case`` (the module docstring's convention)."""
-    forward = 2.0 * case.B * case.Hq * visible_pairs(case.N, case.S, case.causal) * (
-        case.D + case.Dv)
+    """Useful FLOPs of one call of ``case`` (the module docstring's convention; a pattern's
+    visible pairs are its mask's, so a sliding window is credited only the pairs it sees)."""
+    if case.pattern:
+        forward = 2.0 * pattern_pairs(case) * (case.D + case.Dv)
+    else:
+        forward = 2.0 * case.B * case.Hq * visible_pairs(case.N, case.S, case.causal) * (
+            case.D + case.Dv)
     return forward * MODE_FACTOR[case.mode]
 
 

@@ -11,6 +11,13 @@ key of a grid takes a value or a list of values; a grid is the cartesian product
     [[block]]       block (default: every registered block), B, N, d_model, n_heads, dtype,
                     causal (default true), mode (fwd, fwd+bwd)
     [[limit]]       variant, N_max, reason: a cap; larger cases are recorded as skipped
+
+An [[attention]] grid may name ``pattern`` (text for ``attnbench.variants.patterns.
+parse_pattern``, e.g. "sliding_window:window=256"; causal then defaults to false: causality
+is the ``causal`` pattern). A preset whose grids name patterns is a *patterns* preset: all of
+its [[attention]] grids name one, it has no [[memory]] or [[block]] grid, and it writes the
+``patterns`` suite (its own results directory and report section, never mixed with the
+plain cases).
     [timing]        max_time, min_rounds, warmup (per worker process), processes (how many
                     worker processes time every case), pin (fix the workers to CPUs; see
                     timing.TimingSettings)
@@ -29,11 +36,13 @@ from typing import Any
 from attnbench.errors import UsageError
 from attnbench.throughput.cases import BLOCK_MODES, MODES, BenchCase
 from attnbench.throughput.timing import TimingSettings
+from attnbench.variants.patterns import parse_pattern
 from attnbench.variants.registry import dtype_name, list_variants, parse_dtype
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 ATTENTION_KEYS = {"B", "tokens", "Hq", "width", "Hkv", "N", "S", "D", "Dv", "dtype", "causal",
-                  "mode"}
+                  "mode", "pattern"}
+MEMORY_KEYS = ATTENTION_KEYS - {"pattern"}  # the memory fit is for plain attention
 BLOCK_KEYS = {"block", "B", "N", "d_model", "n_heads", "dtype", "causal", "mode"}
 TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "control",
             "timing", "attention", "memory", "block", "limit"}
@@ -64,6 +73,11 @@ class Preset:
     limits: list[Limit] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def suite(self) -> str:
+        """"patterns" when the grids name attention patterns, else "throughput"."""
+        return "patterns" if any("pattern" in g for g in self.attention) else "throughput"
+
     def limit_reason(self, case: BenchCase) -> str | None:
         for lim in self.limits:
             if lim.variant == case.attention and case.N > lim.N_max:
@@ -90,13 +104,14 @@ def load_preset(name_or_path: str) -> Preset:
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise UsageError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
-    for section, keys in (("attention", ATTENTION_KEYS), ("memory", ATTENTION_KEYS),
+    for section, keys in (("attention", ATTENTION_KEYS), ("memory", MEMORY_KEYS),
                           ("block", BLOCK_KEYS)):
         for i, grid in enumerate(raw.get(section, [])):
             bad = set(grid) - keys
             if bad:
                 raise UsageError(f"{where}: [[{section}]] #{i + 1} has unknown keys "
                                  f"{sorted(bad)}; known: {sorted(keys)}")
+    _check_patterns_preset(raw, where)
     try:
         timing = TimingSettings(**raw.get("timing", {}))
     except TypeError as exc:
@@ -111,6 +126,24 @@ def load_preset(name_or_path: str) -> Preset:
                   control=str(raw.get("control", DEFAULT_CONTROL)),
                   attention=raw.get("attention", []), memory=raw.get("memory", []),
                   block=raw.get("block", []), limits=limits, raw=raw)
+
+
+def _check_patterns_preset(raw: dict[str, Any], where: str) -> None:
+    """A patterns preset names a pattern in every [[attention]] grid and has nothing else, so
+    its results directory holds pattern cases only."""
+    grids = raw.get("attention", [])
+    named = [i + 1 for i, g in enumerate(grids) if "pattern" in g]
+    if not named:
+        return
+    if len(named) != len(grids):
+        missing = [i + 1 for i in range(len(grids)) if i + 1 not in named]
+        raise UsageError(f"{where}: [[attention]] #{', #'.join(map(str, named))} name a pattern "
+                         f"but #{', #'.join(map(str, missing))} do not; a patterns preset names "
+                         "one in every grid (plain cases belong in another preset)")
+    other = [s for s in ("memory", "block") if raw.get(s)]
+    if other:
+        raise UsageError(f"{where}: a patterns preset (pattern= in [[attention]]) has no "
+                         f"[[{']], [['.join(other)}]] grid; got {other}")
 
 
 def _grid(grid: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,8 +162,12 @@ def _mode(where: str, value: Any, allowed: tuple[str, ...]) -> str:
 def _attention_cases(preset: Preset, grid: dict[str, Any], measure: str, device: str,
                      names: list[str], where: str) -> list[BenchCase]:
     cases = []
-    for p in _grid(grid):
+    for p in _grid({"causal": False, **grid} if "pattern" in grid else grid):
         N, D = int(p["N"]), int(p["D"])
+        pattern = parse_pattern(str(p["pattern"])).text if "pattern" in p else None
+        if pattern and p["causal"]:
+            raise UsageError(f"{where}: causal = true with pattern {pattern!r}; expected "
+                             "causal = false (add the causal pattern: 'causal+...')")
         B = int(p["B"]) if "B" in p else int(p["tokens"]) // N
         Hq = int(p["Hq"]) if "Hq" in p else int(p["width"]) // D
         if B < 1 or Hq < 1:
@@ -142,7 +179,7 @@ def _attention_cases(preset: Preset, grid: dict[str, Any], measure: str, device:
                 S=int(p.get("S", N)), D=D, Dv=int(p.get("Dv", D)),
                 dtype=dtype_name(parse_dtype(str(p["dtype"]))), causal=bool(p["causal"]),
                 mode=_mode(where, p["mode"], MODES), device=device, preset=preset.name,
-                measure=measure))  # type: ignore[arg-type]
+                measure=measure, pattern=pattern))  # type: ignore[arg-type]
     return cases
 
 

@@ -55,7 +55,7 @@ from attnbench.throughput.timing import TimingSettings, cpu_clock, pinned_cpus
 from attnbench.throughput.worker import MALLOC_ENV, Worker
 from attnbench.variants.registry import get, not_supported_reasons
 
-SUITE = "throughput"
+SUITE = "throughput"  # a patterns preset writes the "patterns" suite (Preset.suite)
 INTERPRETED_MAX_N, INTERPRETED_MAX_BH = 256, 4  # ~100 interpreted cases a minute below this
 
 
@@ -151,7 +151,7 @@ def _prepare_out(config: RunConfig) -> None:
         now = json.loads(json.dumps({"preset": config.preset.name,
                                      "selection": asdict(config.selection)}))
         before = {"preset": previous.get("preset"), "selection": previous.get("selection")}
-        if previous.get("suite") != SUITE or before != now:
+        if previous.get("suite") != config.preset.suite or before != now:
             raise ResultsError(f"--resume {out}: that run used {before}, this one asks for "
                                f"{now}; resume with the same arguments or use another --out")
     check_restart_flags(out, resume=config.resume, force=config.force)
@@ -325,7 +325,7 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
     triaged = [triage(c, preset) for c in cases]
     timer = ("CUDA events, L2 flushed before each call" if device == "cuda" else
              cpu_clock(threads)[1])
-    writer = ResultsWriter(out, SUITE, resume=config.resume, argv=config.argv,
+    writer = ResultsWriter(out, preset.suite, resume=config.resume, argv=config.argv,
                            seeds={"inputs": config.seed, "sampled_rows": config.seed},
                            extra={"variants": variant_catalog(), "preset": preset.name,
                                   "preset_file": str(preset.path), "preset_data": preset.raw,

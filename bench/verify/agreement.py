@@ -73,7 +73,7 @@ def evaluate_all(check: str, variant: Variant, case: Case, inputs: Inputs,
                           for i, (name, g, r) in enumerate(zip(("dq", "dk", "dv"), grads,
                                                                ref.grads, strict=True))]
         elif what == "lse":
-            v_lse = variant.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs())
+            v_lse = variant.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs(variant))
             agreements = [compare("lse", v_lse, ref.lse, [pt.lse for pt in pts], C_OUTPUT,
                                   where=ref.live.squeeze(-1), magnitude=ref.magnitudes["lse"],
                                   eps_dtype=inputs.q.dtype)]

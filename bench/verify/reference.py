@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from attnbench.variants.common import default_scale, expand_kv, visible_mask
+from attnbench.variants.patterns import Pattern, pattern_kwargs
 from attnbench.variants.registry import Case, Variant
 from attnbench.verify import contract
 
@@ -36,9 +37,19 @@ class Inputs:
     scale: float | None = None
     attn_mask: torch.Tensor | None = None  # bool, broadcastable to (B, Hq, N, S)
     dout: torch.Tensor | None = None  # (B, Hq, N, Dv)
+    pattern: Pattern | None = None  # an attention pattern, as each variant supports it
 
-    def kwargs(self) -> dict[str, Any]:
-        return {"causal": self.causal, "scale": self.scale, "attn_mask": self.attn_mask}
+    def kwargs(self, variant: Variant | None = None) -> dict[str, Any]:
+        """The call's keyword arguments; with a pattern, as ``variant`` takes it (natively or
+        as a dense mask: ``patterns.pattern_kwargs``)."""
+        out = {"causal": self.causal, "scale": self.scale, "attn_mask": self.attn_mask}
+        if self.pattern is not None:
+            if variant is None:
+                raise ValueError("Inputs.kwargs: a pattern needs the variant it is for")
+            B, Hq, N, _ = self.q.shape
+            out.update(pattern_kwargs(variant, self.pattern, B, Hq, N, self.k.shape[2],
+                                      self.q.device))
+        return out
 
     def replace(self, **changes: Any) -> Inputs:
         return replace(self, **changes)
@@ -69,15 +80,20 @@ def make_inputs(case: Case, seed: int, *, scale: float | None = None,
         mask[..., 0] = True
         mask = mask.to(case.device)
     dout = randn((B, Hq, N, Dv), case.dtype, case.device, gen) if case.backward else None
-    return Inputs(q, k, v, causal=case.causal, scale=scale, attn_mask=mask, dout=dout)
+    return Inputs(q, k, v, causal=case.causal, scale=scale, attn_mask=mask, dout=dout,
+                  pattern=case.pattern)
 
 
 def _probabilities(q: torch.Tensor, k: torch.Tensor, *, causal: bool, scale: float | None,
-                   attn_mask: torch.Tensor | None, alignment: str
+                   attn_mask: torch.Tensor | None, alignment: str,
+                   pattern: Pattern | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """float64 scores, softmax probabilities and lse; k already expanded to Hq heads."""
+    """float64 scores, softmax probabilities and lse; k already expanded to Hq heads. A
+    pattern enters through its independent reference (``Pattern.reference_scores``)."""
     N, S = q.shape[-2], k.shape[-2]
     scores = (q @ k.transpose(-2, -1)) * default_scale(q.shape[-1], scale)  # (B, Hq, N, S)
+    if pattern is not None:
+        scores = pattern.reference_scores(scores)
     mask = visible_mask(N, S, causal=causal, attn_mask=attn_mask, device=q.device,
                         alignment=alignment)
     if mask is not None:
@@ -90,16 +106,18 @@ def _probabilities(q: torch.Tensor, k: torch.Tensor, *, causal: bool, scale: flo
 
 def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
                         causal: bool = False, scale: float | None = None,
-                        attn_mask: torch.Tensor | None = None, alignment: str = "top_left"
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        attn_mask: torch.Tensor | None = None, alignment: str = "top_left",
+                        pattern: Pattern | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention in float64, differentiable: returns (out (B, Hq, N, Dv), lse (B, Hq, N)).
 
-    Fully masked rows give out 0 (and gradient 0) and lse -inf.
+    ``pattern`` is applied through its float64 reference (``Pattern.reference_scores``), not
+    its mask_mod / score_mod, so a wrong definition disagrees with this. Fully masked rows give
+    out 0 (and gradient 0) and lse -inf.
     """
     q, k, v = q.double(), k.double(), v.double()
     k, v = expand_kv(k, v, q.shape[1])  # (B, Hq, S, D)
     _, p, lse = _probabilities(q, k, causal=causal, scale=scale, attn_mask=attn_mask,
-                               alignment=alignment)
+                               alignment=alignment, pattern=pattern)
     return p @ v, lse
 
 
@@ -125,7 +143,8 @@ def term_magnitudes(inputs: Inputs, alignment: str = "top_left", backward: bool 
     groups = Hq // k.shape[1]
     ke, ve = expand_kv(k, v, Hq)  # (B, Hq, S, D)
     scores, p, lse = _probabilities(q, ke, causal=inputs.causal, scale=inputs.scale,
-                                    attn_mask=inputs.attn_mask, alignment=alignment)
+                                    attn_mask=inputs.attn_mask, alignment=alignment,
+                                    pattern=inputs.pattern)
     scale = default_scale(D, inputs.scale)
     logit_terms = (q.abs() @ ke.abs().transpose(-2, -1)) * scale  # (B, Hq, N, S)
     # lse = max + log(sum): a logit rounded in the input dtype moves it by as much, and the
@@ -168,13 +187,18 @@ def reference(inputs: Inputs, *, alignment: str = "top_left", backward: bool = F
               ) -> Reference:
     with torch.enable_grad():
         q, k, v = _leaves(inputs, torch.float64)
-        out, lse = reference_attention(q, k, v, **inputs.kwargs(), alignment=alignment)
+        out, lse = reference_attention(q, k, v, **_plain(inputs), pattern=inputs.pattern,
+                                       alignment=alignment)
         grads = None
         if backward:
             grads = tuple(torch.autograd.grad(out, (q, k, v), inputs.dout.double()))
     live = torch.isfinite(lse).unsqueeze(-1)
     return Reference(out.detach(), lse.detach(), live, grads,
                      term_magnitudes(inputs, alignment, backward))
+
+
+def _plain(inputs: Inputs) -> dict[str, Any]:
+    return {"causal": inputs.causal, "scale": inputs.scale, "attn_mask": inputs.attn_mask}
 
 
 def poison_free_memory(inputs: Inputs, backward: bool) -> None:
@@ -197,12 +221,12 @@ def run_variant(variant: Variant, inputs: Inputs, *, backward: bool = False,
         poison_free_memory(inputs, backward)
     if not backward:
         with torch.no_grad():
-            out = variant(inputs.q, inputs.k, inputs.v, **inputs.kwargs())
+            out = variant(inputs.q, inputs.k, inputs.v, **inputs.kwargs(variant))
         contract.require(variant.name, inputs.q, inputs.k, inputs.v, out)
         return out, None
     with torch.enable_grad():
         q, k, v = _leaves(inputs)
-        out = variant(q, k, v, **inputs.kwargs())
+        out = variant(q, k, v, **inputs.kwargs(variant))
         contract.require(variant.name, q, k, v, out)  # before autograd trips over it
         grads = torch.autograd.grad(out, (q, k, v), inputs.dout, allow_unused=True)
     contract.require(variant.name, q, k, v, out, grads)

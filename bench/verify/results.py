@@ -113,6 +113,8 @@ def render(results: list[CheckResult], dtypes: list[torch.dtype]) -> str:
             rows = [row for row in rows if any(row[1:])]
             lines += ["", f"attention, {dtype}: worst error ratio max|out-ref|/max|pt-ref| "
                       "per check", tabulate(rows, headers=["check"] + attn)]
+        lines += _pattern_table(dtype, [r for r in results if r.dtype == dtype
+                                        and r.check == "pattern"])
         for check, title in BLOCK_CHECKS.items():
             block_rows = [r for r in results if r.dtype == dtype and r.check == check
                           and r.status != "skipped"]
@@ -134,6 +136,20 @@ def render(results: list[CheckResult], dtypes: list[torch.dtype]) -> str:
               "within the rounding-noise floor; FAIL <ratio>; ERROR: the check raised; "
               "variants that ran nothing are listed above, not tabled"]
     return "\n".join(lines)
+
+
+def _pattern_table(dtype: str, found: list[CheckResult]) -> list[str]:
+    """The ``pattern`` check per pattern (rows) and variant (columns)."""
+    attn = sorted({r.variant for r in found if r.status != "skipped"})
+    if not attn:
+        return []
+    cells: dict[tuple, list[CheckResult]] = defaultdict(list)
+    for r in found:
+        cells[(r.extra.get("pattern", ""), r.variant)].append(r)
+    patterns = list(dict.fromkeys(r.extra.get("pattern", "") for r in found))
+    rows = [[p] + [_cell(cells[(p, v)]) for v in attn] for p in patterns]
+    return ["", f"patterns, {dtype}: worst error ratio per pattern (out, gradients, lse)",
+            tabulate(rows, headers=["pattern"] + attn)]
 
 
 def _who(r: CheckResult) -> str:
@@ -193,7 +209,8 @@ def open_results(out: str | Path, seed: int, *, plugins: list[str] | None = None
 
 def _rows(r: CheckResult) -> list[dict]:
     common = {"variant": r.variant, "check": r.check, "dtype": r.dtype, "case": r.case,
-              "direction": r.direction, "attention": r.extra.get("attention", "")}
+              "direction": r.direction, "attention": r.extra.get("attention", ""),
+              "pattern": r.extra.get("pattern", "")}
     if r.status == "skipped":
         return [{**common, "status": "skipped", "reason": r.message, "metric": "passed"}]
     reason = r.message if r.status == "error" else ""

@@ -10,16 +10,18 @@ B * Hq <= 4 so that a Triton kernel under the CPU interpreter verifies in second
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
-from attnbench.variants.registry import Case, Variant, dtype_name
+from attnbench.variants.patterns import BUILTIN_PATTERNS, Pattern
+from attnbench.variants.registry import Case, Variant, dtype_name, not_supported_reasons
 from attnbench.verify import adversarial, properties
-from attnbench.verify.agreement import check_agreement, check_masked_rows
+from attnbench.verify.agreement import check_agreement, check_case, check_masked_rows
 from attnbench.verify.blocks import check_block
 from attnbench.verify.contract import ContractViolation, check_contract
-from attnbench.verify.result import CheckResult, raised
+from attnbench.verify.result import CheckResult, raised, skipped
 
 CaseFactory = Callable[..., Case]  # keyword shape/options -> Case in the run's dtype, device
 CheckFn = Callable[[Variant, CaseFactory, int], "list[CheckResult] | CheckResult"]
@@ -31,6 +33,7 @@ class Check:
     group: str  # "contract" | "agreement" | "property" | "adversarial"
     run: CheckFn
     doc: str
+    per_pattern: bool = False  # run once per pattern, the case factory building that pattern
 
 
 def _agreement(*shapes: dict, **options) -> CheckFn:
@@ -47,6 +50,27 @@ def _on(fn: Callable[[Variant, Case, int], CheckResult], **shape) -> CheckFn:
 
 PLAIN = {"B": 2, "Hq": 2, "N": 45, "S": 70, "D": 32}
 SMALL = {"B": 1, "Hq": 2, "N": 37, "S": 45, "D": 24}
+
+
+def check_pattern_case(variant: Variant, full: Case, seed: int, check: str = "pattern"
+                       ) -> list[CheckResult]:
+    """Output, gradients (``full.backward``) and lse of ``full`` (a case with a pattern) vs
+    the float64 reference. Where only the backward is unsupported (flex on CPU), the forward
+    still runs and the gradients are a skipped row."""
+    forward = replace(full, backward=False)
+    if not_supported_reasons(variant, forward):
+        return [skipped(check, variant.name, full, not_supported_reasons(variant, full))]
+    why_not_grad = not_supported_reasons(variant, full)
+    results = check_case(variant, forward if why_not_grad else full, seed, check=check)
+    if why_not_grad:
+        results.append(skipped(check, variant.name, full, why_not_grad, "grad"))
+    return results
+
+
+def _pattern(variant: Variant, case: CaseFactory, seed: int) -> list[CheckResult]:
+    """N <= S, so no row of a built-in pattern is fully masked; Hq = 2 tells ALiBi's heads
+    apart."""
+    return check_pattern_case(variant, case(**PLAIN, backward=True), seed)
 
 ATTENTION_CHECKS: list[Check] = [
     Check("contract", "contract",
@@ -109,6 +133,9 @@ ATTENTION_CHECKS: list[Check] = [
     Check("non_contiguous", "adversarial",
           _on(adversarial.non_contiguous, **SMALL, causal=True, backward=True),
           "transposed / strided / offset views fenced by NaN"),
+    Check("pattern", "agreement", _pattern,
+          "each attention pattern (--pattern; default every built-in) vs its float64 "
+          "reference: out, gradients, lse", per_pattern=True),
 ]
 
 CHECK_NAMES = [c.name for c in ATTENTION_CHECKS]
@@ -132,16 +159,32 @@ def _safely(check: str, variant: str, case: Case, run: Callable[[], object]
 
 
 def verify_attention(variant: Variant, dtype: torch.dtype, device: str = "cpu", seed: int = 0,
-                     checks: list[str] | None = None) -> list[CheckResult]:
-    """Every check (or the named ones) on ``variant`` in ``dtype``."""
+                     checks: list[str] | None = None,
+                     patterns: Sequence[Pattern] = BUILTIN_PATTERNS) -> list[CheckResult]:
+    """Every check (or the named ones) on ``variant`` in ``dtype``; the ``pattern`` check once
+    per pattern in ``patterns``. Without ``checks``, a variant declaring ``default_checks``
+    runs those and records the others as skipped, saying how to run them."""
     def case(**shape) -> Case:
         return Case(dtype=dtype, device=device, **shape)
 
+    default = variant.caps.on(torch.device(device).type).default_checks
     results: list[CheckResult] = []
     for check in ATTENTION_CHECKS:
-        if checks is None or check.name in checks:
-            results += _safely(check.name, variant.name, case(),
-                               lambda c=check: c.run(variant, case, seed))
+        if checks is not None and check.name not in checks:
+            continue
+        if checks is None and default is not None and check.name not in default:
+            results.append(skipped(check.name, variant.name, case(), (
+                f"not in {variant.name}'s default checks ({', '.join(default)}), to bound "
+                "its compile time: name them with --check to run them")))
+            continue
+        for pattern in patterns if check.per_pattern else (None,):
+            factory = partial(case, pattern=pattern) if pattern is not None else case
+            found = _safely(check.name, variant.name, factory(),
+                            lambda c=check, f=factory: c.run(variant, f, seed))
+            for r in found:
+                if pattern is not None:
+                    r.extra["pattern"] = pattern.id
+            results += found
     return results
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from attnbench.variants.common import default_scale, expand_kv, visible_mask
+from attnbench.variants.patterns import Pattern
 from attnbench.variants.registry import get
 from attnbench.verify.reference import Grads, Inputs, run_variant
 
@@ -41,6 +42,8 @@ def textbook_inputs(inputs: Inputs, alignment: str) -> Inputs:
     such a row is given every key and a zero dO instead, which makes its contribution to all
     gradients exactly 0 (what the reference defines) while its output is never compared.
     """
+    if inputs.pattern is not None:
+        return _pattern_textbook_inputs(inputs)
     if not inputs.causal and inputs.attn_mask is None:
         return inputs
     N, S = inputs.q.shape[-2], inputs.k.shape[-2]
@@ -53,10 +56,28 @@ def textbook_inputs(inputs: Inputs, alignment: str) -> Inputs:
     return inputs.replace(causal=False, attn_mask=mask | dead, dout=dout)
 
 
+def _pattern_textbook_inputs(inputs: Inputs) -> Inputs:
+    """The same for a pattern (``causal=False``, no mask): its masks become an explicit mask
+    when some row sees no key, its score_mods stay a pattern. A family that both masks and
+    modifies scores cannot be split; its dead rows are then left to the textbook."""
+    pattern = inputs.pattern
+    (B, Hq, N, _), S = inputs.q.shape, inputs.k.shape[2]
+    mask = pattern.dense_mask(B, Hq, N, S, inputs.q.device)
+    if mask is None or bool(mask.any(dim=-1).all()):
+        return inputs
+    if any(t.family.mask_mod and t.family.score_mod for t in pattern.terms):
+        return inputs
+    dead = ~mask.any(dim=-1, keepdim=True)  # (B, Hq, N, 1)
+    scores_only = tuple(t for t in pattern.terms if t.family.mask_mod is None)
+    dout = None if inputs.dout is None else inputs.dout.masked_fill(dead, 0)
+    return inputs.replace(attn_mask=mask | dead, dout=dout,
+                          pattern=Pattern(scores_only) if scores_only else None)
+
+
 def naive_textbook(inputs: Inputs, backward: bool, lse: bool) -> Textbook:
     naive = get("naive")
     out, grads = run_variant(naive, inputs, backward=backward, poison=False)
-    pt_lse = naive.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs()) if lse else None
+    pt_lse = naive.lse(inputs.q, inputs.k, inputs.v, **inputs.kwargs(naive)) if lse else None
     return Textbook("naive", out, grads, pt_lse)
 
 
@@ -73,6 +94,8 @@ def flash_textbook(inputs: Inputs, backward: bool, lse: bool) -> Textbook:
     scale = default_scale(D, inputs.scale)
     ke, ve = expand_kv(k, v, Hq)  # (B, Hq, S, D)
     s = (q @ (ke * scale).transpose(-2, -1)).to(acc)  # (B, Hq, N, S)
+    if inputs.pattern is not None:
+        s = inputs.pattern.apply_dense(s).to(acc)
     mask = visible_mask(N, k.shape[2], causal=inputs.causal, attn_mask=inputs.attn_mask,
                         device=q.device)
     if mask is not None:

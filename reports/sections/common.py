@@ -26,9 +26,10 @@ def flop_convention(bundle: Bundle) -> str:
         f"[{label}] {text}" for label, text in recorded)
 
 
-def attention_cases(bundle: Bundle) -> pd.DataFrame:
-    """Throughput rows of attention variants, one row per measured case (wide)."""
-    frame = bundle.rows("throughput")
+def attention_cases(bundle: Bundle, suite: str = "throughput") -> pd.DataFrame:
+    """Throughput rows of attention variants, one row per measured case (wide); ``suite``
+    "patterns" gives the pattern cases (same metrics, their own results directory)."""
+    frame = bundle.rows(suite)
     if frame.empty:
         return frame
     frame = ensure(frame, "kind", "case_id")

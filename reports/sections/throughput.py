@@ -44,9 +44,9 @@ TIME_SAMPLES = ("time_s", "times_s", "time_samples_s", "time")  # samples.jsonl 
 CALL_TONE = {"faster": "good", "slower": "warn", "tie": ""}  # a tie is neutral
 
 
-def noise_floors(bundle: Bundle) -> dict[str, float]:
+def noise_floors(bundle: Bundle, suite: str = "throughput") -> dict[str, float]:
     """Each throughput run's A/A noise floor (its ``noise_floor`` row); absent: no floor."""
-    frame = bundle.rows("throughput")
+    frame = bundle.rows(suite)
     if frame.empty or "metric" not in frame:
         return {}
     rows = frame[frame["metric"] == "noise_floor"]
