@@ -32,13 +32,16 @@ def run(args: argparse.Namespace) -> int:
         yes_no = ["yes" if flag else "no" for flag in (c.causal, c.attn_mask, c.gqa)]
         # Masking, GQA and alignment describe an attention call; a block has none of its own.
         memory = c.memory if isinstance(c.memory, str) else "own model" if c.memory else "-"
+        # Patterns run natively (declared families) and, with attn_mask, every mask-only one.
+        patterns = "all" if c.patterns == "all" else "+".join(
+            [*c.patterns, *(["mask-only"] if c.attn_mask else [])]) or "-"
         attention_only = ([*yes_no, "yes" if c.backward else "no", c.causal_alignment,
-                           c.fully_masked_rows, memory] if v.kind == "attention"
-                          else ["-", "-", "-", "yes" if c.backward else "no", "-", "-", "-"])
+                           c.fully_masked_rows, memory, patterns] if v.kind == "attention"
+                          else ["-", "-", "-", "yes" if c.backward else "no", "-", "-", "-", "-"])
         rows.append([v.name, v.kind, ",".join(c.devices),
                      ",".join(dtype_name(d) for d in c.dtypes), *attention_only,
                      "available" if not reasons else "; ".join(reasons)])
     print(tabulate(rows, headers=["name", "kind", "devices", "dtypes", "causal", "mask", "gqa",
-                                  "bwd", "causal align", "masked rows", "memory",
+                                  "bwd", "causal align", "masked rows", "memory", "patterns",
                                   "here (cpu)"]))
     return 0

@@ -216,3 +216,12 @@ def test_verify_cli_takes_a_plugin_pattern(pattern_plugin, capsys):
     rc = main(["verify", "--plugin", pattern_plugin, "--variant", "tiled", "--dtype", "fp32",
                "--check", "pattern", "--pattern", "dilated:every=2"])
     assert rc == 0 and "dilated-e2" in capsys.readouterr().out
+
+
+def test_list_shows_how_each_variant_runs_patterns(capsys):
+    from attnbench.cli import main
+
+    assert main(["list", "--kind", "attention"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "all" in rows["flex"] and "all" in rows["tiled"] and "mask-only" in rows["sdpa"]
+    assert "causal" in rows["triton_flash"]

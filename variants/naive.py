@@ -41,6 +41,7 @@ def naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = F
           pattern: Pattern | None = None) -> torch.Tensor:
     """Explicit matmul, softmax, matmul."""
     k, v = expand_kv(k, v, q.shape[1])  # (B, Hq, S, D)
-    scores = _scores(q, k, causal=causal, scale=scale, attn_mask=attn_mask, pattern=pattern)
-    p = torch.softmax(scores, dim=-1)
+    # the scores die inside softmax: two N x S matrices at the peak, as the memory model says
+    p = torch.softmax(_scores(q, k, causal=causal, scale=scale, attn_mask=attn_mask,
+                              pattern=pattern), dim=-1)
     return p @ v  # (B, Hq, N, Dv)
