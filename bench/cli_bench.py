@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
               f"{int(noise['aa_controls'])} controls; median {noise['aa_median_dev']:.1%}, "
               f"worst {noise['aa_worst_dev']:.1%}); speed differences inside it are ties")
     print(f"FLOPs: {FLOP_CONVENTION}")
-    print(f"results: {summary['out']}  (bench.results.load_results reads it)")
+    print(f"results: {summary['out']}  (attnbench.results.load_results reads it)")
     if summary["errors"]:
         print(f"note: {summary['errors']} case(s) failed; their error rows say why "
               "(a failing variant is a result, not a failed run)")

@@ -1,6 +1,6 @@
 """``attnbench stability``: train small GPTs built from each block variant over learning rate x
 warm-up x depth x seed, measure them at initialisation, and say which published findings this
-run reproduced. See ``bench.stability.sweep`` for running it on a cluster."""
+run reproduced. See ``attnbench.stability.sweep`` for running it on a cluster."""
 
 from __future__ import annotations
 
@@ -106,13 +106,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from attnbench.cli import UsageError
-    from attnbench.stability.presets import Preset
+    from attnbench.stability.presets import StabilityPreset
     from attnbench.stability.sweep import run_stability
 
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
     check_variants(args.variant, args.attention)
-    preset = Preset.load(args.preset).with_overrides(args.variant, args.attention)
+    preset = StabilityPreset.load(args.preset).with_overrides(args.variant, args.attention)
     check_variants(preset.blocks(), preset.data["attention"])
     if args.scheduler and args.executor:
         raise UsageError(f"--scheduler {args.scheduler} and --executor {args.executor}: give "

@@ -1,6 +1,6 @@
 """Comparison reports from results directories: ``attnbench report RESULTS_DIR ... --out DIR``.
 
-Reads results files only (``bench.results`` loaders); never imports a variant or runs a kernel,
+Reads results files only (``attnbench.results`` loaders); never imports a variant or runs a kernel,
 so a report can be drawn anywhere from copied results. Writes into the output directory:
 
     index.html    one self-contained page (figures inline), readable offline

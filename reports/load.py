@@ -1,6 +1,6 @@
 """Reading results directories into one labelled table, with errors that name the bad file.
 
-The report reads files only: ``bench.results`` does the file I/O, nothing here imports a
+The report reads files only: ``attnbench.results`` does the file I/O, nothing here imports a
 variant or runs a kernel, so a report can be drawn on any machine from copied results.
 
 Several directories may come from different runs (two commits, CPU and GPU, two machines).

@@ -59,7 +59,7 @@ def test_the_patterns_preset_is_a_patterns_suite_of_flex_sdpa_and_naive():
 
 
 def test_case_id_names_the_pattern_in_the_shared_grammar():
-    assert CASE.case_id == "attention:sdpa:B1-H2-N64-D16-float32-cpu-sliding_window-w16:fwd"
+    assert CASE.case_id == "attention:sdpa:B1-H2-N64-D16-float32-cpu~sliding_window-w16:fwd"
     assert CASE.registry_case().pattern == parse_pattern("sliding_window:window=16")
     assert CASE.columns()["pattern"] == "sliding_window:window=16"
     assert "pattern" not in replace(CASE, pattern=None).columns()  # plain rows unchanged

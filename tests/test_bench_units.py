@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -11,7 +12,14 @@ from attnbench.throughput.cases import BenchCase, make_call
 from attnbench.throughput.measure import CaseFailure, check_finite, measure_case
 from attnbench.throughput.presets import available_presets, expand, load_preset
 from attnbench.throughput.selection import Selection, parse_filter
-from attnbench.throughput.timing import TimingSettings, cpu_clock, summarize, time_callable
+from attnbench.throughput.timing import (
+    TimingSettings,
+    cpu_clock,
+    pinned_cpus,
+    summarize,
+    time_callable,
+)
+from attnbench.throughput.worker import Worker
 
 FAST = TimingSettings(max_time=0.01, min_rounds=2, warmup=0)
 
@@ -191,3 +199,19 @@ def test_time_interleaved_alternates_rounds_and_isolates_a_failure():
     assert len(got["a"]) >= 4 and len(got["b"]) >= 4 and isinstance(got["x"], RuntimeError)
     measured = "".join(t for t in log if t in "ab")
     assert "ab" in measured and "ba" in measured  # both orders: A B, then B A
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+def test_pinned_worker_runs_on_the_chosen_cpu():
+    """``[timing] pin = true``: the worker process (and torch's threads, started after the
+    mask is set) may run only on ``pinned_cpus(threads)``, the last CPUs of the allowed set."""
+    cpus = pinned_cpus(1)
+    assert cpus == (max(os.sched_getaffinity(0)),)
+    assert pinned_cpus(len(os.sched_getaffinity(0)) + 1) is None
+    worker = Worker([], 1, cpus)
+    try:
+        status, got = worker.call(os.sched_getaffinity, (0,), 120)
+    finally:
+        worker.close()
+    assert (status, got) == ("ok", set(cpus))
+    assert load_preset("quick").timing.pin  # the quick preset pins (see its comment)

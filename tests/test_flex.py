@@ -10,7 +10,7 @@ import attnbench.variants  # noqa: F401
 import pytest
 import torch
 from attnbench.variants import flex
-from attnbench.variants.patterns import BUILTIN_PATTERNS, Shape, parse_pattern
+from attnbench.variants.patterns import BUILTIN_PATTERNS, PatternShape, parse_pattern
 from attnbench.variants.registry import Case, get, not_supported_reasons
 from attnbench.verify.agreement import check_case
 
@@ -86,7 +86,7 @@ def test_sliding_window_block_mask_is_block_sparse():
     """At N = 1024 with a 128-key window, each query block of 128 sees at most 2 key blocks
     of the 8: the compiled kernel skips the rest."""
     pattern = parse_pattern("sliding_window:window=128")
-    _, _, block = flex._mods_for(pattern, False, Shape(1, 1, 1024, 1024))
+    _, _, block = flex._mods_for(pattern, False, PatternShape(1, 1, 1024, 1024))
     assert block.kv_num_blocks.max().item() <= 2
     assert block.sparsity() > 70
 

@@ -134,7 +134,7 @@ def test_a_head_variant_that_raises_is_a_correctness_regression(repo, tmp_path):
     assert all((f["kind"], f["verdict"]) == ("correctness", "regressed") for f in findings)
     assert any(f["case"] == "attention:gate_probe:B1-H2-N64-D32-float32-cpu:fwd" and
                "raised RuntimeError: kernel launch failed" in f["detail"] for f in findings)
-    assert any(f["case"].startswith("verify:gate_probe:") for f in findings)  # the suite too
+    assert any(f["case"].startswith("verify.out:gate_probe:B") for f in findings)  # the suite
 
 
 def test_sigterm_mid_run_still_removes_the_worktree(repo):

@@ -8,8 +8,8 @@ import pytest
 from attnbench.gate.report import GateReport, load_report, render_markdown, write_outputs
 from attnbench.gate.stats import compare
 from attnbench.gate.verdicts import (
-    CheckResult,
-    Finding,
+    GateCheck,
+    GateFinding,
     TimePolicy,
     correctness_finding,
     exit_code,
@@ -41,8 +41,8 @@ def test_memory_margin_is_the_larger_of_5_percent_and_256_kib(base, head, expect
 
 # ---- correctness: newly failing fails, failing on both sides does not ------------------------
 
-PASS = CheckResult(True, 1.0, 2.0)
-FAIL = CheckResult(False, 40.0, 2.0, "out: FAIL")
+PASS = GateCheck(True, 1.0, 2.0)
+FAIL = GateCheck(False, 40.0, 2.0, "out: FAIL")
 
 
 @pytest.mark.parametrize("base,head,expected,fails", [
@@ -66,7 +66,7 @@ def test_structural_checks_warn_by_default_and_fail_when_asked():
 
 # ---- exit codes and ordering ------------------------------------------------------------------
 
-def _findings() -> list[Finding]:
+def _findings() -> list[GateFinding]:
     slow = time_finding("t", "sdpa", compare([1.0, 1.01, 0.99, 1.0, 1.02, 0.98] * 3,
                                              [1.5, 1.51, 1.49, 1.5, 1.52, 1.48] * 3), TimePolicy())
     return [memory_finding("m", "naive", MiB, MiB), slow,

@@ -24,7 +24,7 @@ def write_run(out: Path, factors: dict[str, dict[int, float]], floor: float = 0.
     writer = ResultsWriter(out, "patterns", extra={"variants": {}, "preset": "patterns"})
     for n in LENGTHS:
         for variant, by_n in factors.items():
-            case_id = f"attention:{variant}:B1-H2-N{n}-D64-float32-cpu-sliding_window-w256:fwd"
+            case_id = f"attention:{variant}:B1-H2-N{n}-D64-float32-cpu~sliding_window-w256:fwd"
             per_process = [[x * by_n[n] * n * 1e-6 for x in p] for p in NOISE]
             values = replicated_time(per_process)
             values.update(mem_peak_bytes=float(n * n * (4 if variant != "flex" else 0.1)))
@@ -34,7 +34,7 @@ def write_run(out: Path, factors: dict[str, dict[int, float]], floor: float = 0.
                      "pattern_via": VIA[variant], "status": "ok", "metric": k, "value": v}
                     for k, v in values.items()]
             writer.add_case(case_id, rows, {f"time_s:p{r}": s for r, s in enumerate(per_process)})
-    writer.add_case("attention:flex:B1-H2-N1024-D64-float32-cpu-sliding_window-w256:fwd+bwd", [
+    writer.add_case("attention:flex:B1-H2-N1024-D64-float32-cpu~sliding_window-w256:fwd+bwd", [
         {"variant": "flex", **SHAPE, "N": 1024, "S": 1024, "mode": "fwd+bwd",
          "status": "skipped", "metric": "run", "reason": "backward not supported"}])
     writer.add_case("noise_floor", [{"variant": "aa_control", "kind": "control",

@@ -190,10 +190,10 @@ def test_logit_evidence():
         "reproduced at depth 4, beta2 0.95, warm-up 0 (0 %), 300 steps, init scaled, lrs "
         "0.001, 0.1: 3/3 seeds agreeing. Criterion, per seed: at the top lr pre_ln's max "
         "logit >= 10x qk_norm's, and qk_norm's <= 100 at every lr; decided over seeds (all "
-        "agreeing: reproduced, none: not reproduced, else inconclusive). Final val loss and "
-        "verdicts: depth 4, beta2 0.95, warm-up 0 (0 %), 300 steps, init scaled, lrs 0.001, "
-        "0.1: max attention logit (range over seeds) lr 0.001: pre_ln 2..2, qk_norm "
-        "3..3; lr 0.1: pre_ln 105..105, qk_norm 10..10")
+        "agreeing: reproduced, none: not reproduced, else inconclusive). Max attention logit "
+        "(range over seeds): depth 4, beta2 0.95, warm-up 0 (0 %), 300 steps, init scaled, "
+        "lrs 0.001, 0.1: lr 0.001: pre_ln 2..2, qk_norm 3..3; lr 0.1: pre_ln 105..105, "
+        "qk_norm 10..10")
 
 
 def test_finding_rows():

@@ -10,8 +10,8 @@ from attnbench.gate.stats import Comparison
 from attnbench.gate.verdicts import (
     MEMORY_ABS,
     MEMORY_REL,
-    CheckResult,
-    Finding,
+    GateCheck,
+    GateFinding,
     TimePolicy,
     confirmed_verdict,
     correctness_finding,
@@ -292,24 +292,24 @@ def test_findings_carry_case_variant_and_numbers():
 
 
 def test_correctness_finding_details():
-    ok, bad = CheckResult(True, 1.5, 2.0), CheckResult(False, 3.0, 2.0, "ratio 3 > 2")
+    ok, bad = GateCheck(True, 1.5, 2.0), GateCheck(False, 3.0, 2.0, "ratio 3 > 2")
     f = correctness_finding("case", "v", ok, bad)
     assert (f.case, f.variant, f.kind, f.verdict, f.ratio, f.fails_gate) == \
         ("case", "v", "correctness", "regressed", 3.0, True)
     assert f.detail == "error ratio 1.5 -> 3 (bound 2); ratio 3 > 2"
-    assert correctness_finding("c", "v", None, CheckResult(False)).detail == \
+    assert correctness_finding("c", "v", None, GateCheck(False)).detail == \
         "error ratio n/a -> n/a (bound n/a); check failed"
-    fixed = correctness_finding("c", "v", CheckResult(False), ok)
+    fixed = correctness_finding("c", "v", GateCheck(False), ok)
     assert fixed.verdict == "improved" and not fixed.fails_gate
     assert fixed.detail == "error ratio n/a -> 1.5 (bound 2); fixed (base: failed)"
-    assert correctness_finding("c", "v", CheckResult(False, reason="r"), ok).detail.endswith(
+    assert correctness_finding("c", "v", GateCheck(False, reason="r"), ok).detail.endswith(
         "fixed (base: r)")
     assert correctness_finding("c", "v", ok, ok).detail == "error ratio 1.5 -> 1.5 (bound 2)"
 
 
 def test_as_dict_writes_non_finite_numbers_as_null():
-    f = Finding("c", "v", "time", "regressed", ratio=math.inf, ci_low=math.nan, ci_high=1.25,
-                p_value=None)
+    f = GateFinding("c", "v", "time", "regressed", ratio=math.inf, ci_low=math.nan, ci_high=1.25,
+                    p_value=None)
     d = f.as_dict()
     assert (d["ratio"], d["ci_low"], d["ci_high"], d["p_value"]) == (None, None, 1.25, None)
     assert d["case"] == "c" and d["fails_gate"] is False and d["extra"] == {}
@@ -317,7 +317,7 @@ def test_as_dict_writes_non_finite_numbers_as_null():
 
 def test_worst_first_orders_by_failure_verdict_kind_and_size():
     def f(verdict, kind="time", ratio=None, fails=False, case="c"):
-        return Finding(case, "v", kind, verdict, ratio, fails_gate=fails)
+        return GateFinding(case, "v", kind, verdict, ratio, fails_gate=fails)
 
     findings = [f("unchanged", ratio=1.0), f("odd", case="d"), f("warning", "structural"),
                 f("improved", ratio=0.5), f("regressed", ratio=1.2, fails=True, case="a"),

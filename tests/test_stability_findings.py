@@ -175,6 +175,16 @@ def test_summaries_per_group() -> None:
     assert cases["lowdiv:pre_ln:sdpa:L6:wu0:b20.95:scaled"][0]["value"] is None
 
 
+def test_sensitivity_is_undefined_when_no_lr_trained() -> None:
+    """A setting that fails at every lr has no best lr to be sensitive around: its Wortsman
+    sensitivity would read ~0 ("insensitive"), so the row is skipped with that reason."""
+    failing = frame_of(*[run_rows("post_ln", lr, 0, 3.25, "unigram_collapse", seed=seed)
+                         for lr in (1e-3, 1e-2) for seed in SEEDS])
+    (sens,) = dict(summary_cases(train_runs(failing)))["lrsens:post_ln:sdpa:L6:wu0:b20.95:scaled"]
+    assert sens["status"] == "skipped" and "value" not in sens
+    assert sens["reason"].startswith("undefined: no run trained healthy at any lr")
+
+
 def test_error_rows_and_empty_tables_are_tolerated() -> None:
     assert all(f.verdict == "not measured" for f in evaluate_findings(pd.DataFrame()))
     errors = pd.DataFrame([dict(case_id="train:x", variant="x", status="error", metric="run",

@@ -15,7 +15,7 @@ import torch
 from attnbench.cli import main
 from attnbench.results import ResultsWriter, load_provenance, load_results, load_samples
 from attnbench.stability.data import CorpusRef
-from attnbench.stability.presets import PRESETS, Preset, PresetError
+from attnbench.stability.presets import PRESETS, PresetError, StabilityPreset
 from attnbench.stability.sweep import run_jobs, run_stability
 from attnbench.variants.blocks import PreLN
 from attnbench.variants.registry import list_variants, register_block, unregister
@@ -46,7 +46,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, corpus: str) -> Path:
     out = tmp_path_factory.mktemp("sweep") / "res"
-    run_stability(Preset("tiny", TINY).validated(), out, corpus=corpus, workers=0,
+    run_stability(StabilityPreset("tiny", TINY).validated(), out, corpus=corpus, workers=0,
                   log=lambda _: None)
     return out
 
@@ -103,17 +103,20 @@ def broken_block() -> Iterator[str]:
 
 
 def test_crashing_run_is_an_error_row(tmp_path: Path, corpus: str, broken_block: str) -> None:
-    preset = Preset("tiny", TINY).validated().with_overrides([broken_block, "pre_ln"])
+    preset = StabilityPreset("tiny", TINY).validated().with_overrides([broken_block, "pre_ln"])
     run_stability(preset, tmp_path, corpus=corpus, workers=0, log=lambda _: None)
     frame = load_results(tmp_path)
     errors = frame[frame["status"] == "error"]
     assert set(errors["block"]) == {broken_block} and (errors["metric"] == "run").all()
     assert errors["reason"].str.contains("deliberately broken").all()
-    assert (frame[frame["block"] == "pre_ln"]["status"] == "ok").all()
+    pre = frame[frame["block"] == "pre_ln"]
+    # its runs are too short to train healthy, so its lr sensitivity is skipped as undefined
+    assert (pre[pre["metric"] != "lr_sensitivity"]["status"] == "ok").all()
+    assert (pre["status"] != "error").all()
 
 
 def test_interrupted_sweep_resumes(tmp_path: Path, corpus: str) -> None:
-    preset = Preset("tiny", TINY).validated()
+    preset = StabilityPreset("tiny", TINY).validated()
     seen: list[str] = []
 
     def interrupt_after_three(line: str) -> None:
@@ -143,7 +146,7 @@ def test_interrupted_sweep_resumes(tmp_path: Path, corpus: str) -> None:
 
 
 def test_force_replaces_a_previous_run(tmp_path: Path, corpus: str) -> None:
-    preset = Preset("tiny", TINY).validated().with_overrides(["pre_ln"])
+    preset = StabilityPreset("tiny", TINY).validated().with_overrides(["pre_ln"])
     (tmp_path / "notes.txt").write_text("kept")
     for _ in range(2):
         run_stability(preset, tmp_path, corpus=corpus, workers=0, force=True, log=lambda _: None)
@@ -155,7 +158,7 @@ def test_force_replaces_a_previous_run(tmp_path: Path, corpus: str) -> None:
 
 def test_any_executor_runs_the_sweep(tmp_path: Path, corpus: str) -> None:
     """The driver only needs submit() and futures: a thread pool stands in for a cluster."""
-    preset = Preset("tiny", TINY).validated().with_overrides(["pre_ln"])
+    preset = StabilityPreset("tiny", TINY).validated().with_overrides(["pre_ln"])
     with ThreadPoolExecutor(2) as pool:
         run_stability(preset, tmp_path, corpus=corpus, executor=pool, log=lambda _: None)
     assert load_provenance(tmp_path)["executor"] == "ThreadPoolExecutor"
@@ -181,8 +184,8 @@ def test_dead_worker_is_isolated(tmp_path: Path, corpus: str,
                 os._exit(3)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
-    preset = Preset("tiny", {**TINY, "init": {**TINY["init"], "depths": [1],
-                                              "inits": ["scaled"]}}).validated()
+    preset = StabilityPreset("tiny", {**TINY, "init": {**TINY["init"], "depths": [1],
+                                                       "inits": ["scaled"]}}).validated()
     preset = preset.with_overrides(["pre_ln", "test_killer_block"])
     jobs = preset.init_jobs(CorpusRef.of(corpus))
     writer = ResultsWriter(tmp_path / "res", "stability")
@@ -197,20 +200,21 @@ def test_dead_worker_is_isolated(tmp_path: Path, corpus: str,
 
 def test_presets_are_valid_data() -> None:
     ref = CorpusRef(None, "0" * 64)
-    sizes = {name: len(Preset.load(name).train_jobs(ref)) for name in PRESETS}
+    sizes = {name: len(StabilityPreset.load(name).train_jobs(ref)) for name in PRESETS}
     blocks = len(list_variants("block"))
     assert sizes == {"quick": 2 * 1 * 2 * 3 + 2 * 2 * 3,
-                     "standard": 2 * 3 * 3 * 2 * 2 * 3 + 2 * 2 * 2 * 3 + 2 * 2 * 3,
+                     "standard": (2 * 2 * 3 * 2 * 2 * 3 + 2 * 1 * 3 * 2 * 1 * 3
+                                  + 2 * 1 * 1 * 1 * 1 * 3 + 2 * 1 * 2 * 1 * 1 * 3),
                      "full": blocks * 6 * 7 * 2 * 2 * 3}
-    quick = Preset.load("quick")
+    quick = StabilityPreset.load("quick")
     assert {g for grid in quick.data["train"]["grids"] for g in grid["blocks"]} == \
         {"post_ln", "pre_ln", "qk_norm"}
     assert all(len(grid["seeds"]) >= 3 for grid in quick.data["train"]["grids"])
-    standard = Preset.load("standard").train_jobs(ref)
+    standard = StabilityPreset.load("standard").train_jobs(ref)
     assert {j.beta2 for j in standard} == {0.95, 0.999} and {j.depth for j in standard} == \
         {2, 6, 12}
     assert {j.warmup for j in standard} == {0, 30, 99}  # 10 % and 33 % of 300 steps
-    full = Preset.load("full").data["train"]["grids"][0]
+    full = StabilityPreset.load("full").data["train"]["grids"][0]
     assert full["lrs"] == [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
     assert min(full["depths"]) == 2 and max(full["depths"]) == 12 and len(full["seeds"]) == 3
 
@@ -218,21 +222,21 @@ def test_presets_are_valid_data() -> None:
 def test_all_blocks_come_from_the_registry(broken_block: str) -> None:
     """'all' is expanded when the jobs are made, so a plugin block is swept too."""
     ref = CorpusRef(None, "0" * 64)
-    blocks = {j.block for j in Preset.load("quick").init_jobs(ref)}
+    blocks = {j.block for j in StabilityPreset.load("quick").init_jobs(ref)}
     assert blocks == {v.name for v in list_variants("block")} and broken_block in blocks
 
 
 def test_preset_errors(tmp_path: Path) -> None:
     with pytest.raises(PresetError, match="expected one of"):
-        Preset.load("nonexistent")
+        StabilityPreset.load("nonexistent")
     bad = json.loads(json.dumps(TINY))
     bad["train"]["steps"] = 10
     with pytest.raises(PresetError, match="multiple of"):
-        Preset("bad", bad).validated()
+        StabilityPreset("bad", bad).validated()
     bad = json.loads(json.dumps(TINY))
     bad["train"]["grids"][0]["lrs"] = []
     with pytest.raises(PresetError, match=r"grids\[0\]\.lrs"):
-        Preset("bad", bad).validated()
+        StabilityPreset("bad", bad).validated()
     for key, value, message in (("warmups", [1.5], "fractions of the steps"),
                                 ("warmups", [8], "warm-up steps"),
                                 ("beta2s", [1.0], r"beta2s: each must be in \(0, 1\)"),
@@ -240,11 +244,11 @@ def test_preset_errors(tmp_path: Path) -> None:
         bad = json.loads(json.dumps(TINY))
         bad["train"]["grids"][0][key] = value
         with pytest.raises(PresetError, match=message):
-            Preset("bad", bad).validated()
+            StabilityPreset("bad", bad).validated()
     path = tmp_path / "p.json"
     path.write_text("{not json")
     with pytest.raises(PresetError, match="not a readable JSON"):
-        Preset.load(str(path))
+        StabilityPreset.load(str(path))
 
 
 def test_cli_runs_and_prints_findings(tmp_path: Path, corpus: str,
@@ -273,8 +277,8 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture, args: l
 
 
 def test_resume_refuses_another_configuration(finished: Path, corpus: str) -> None:
-    other = Preset("tiny", TINY).validated().with_overrides(["pre_ln"])
+    other = StabilityPreset("tiny", TINY).validated().with_overrides(["pre_ln"])
     with pytest.raises(Exception, match="another configuration"):
         run_stability(other, finished, corpus=corpus, workers=0, resume=True)
     with pytest.raises(Exception, match="another corpus"):
-        run_stability(Preset("tiny", TINY).validated(), finished, workers=0, resume=True)
+        run_stability(StabilityPreset("tiny", TINY).validated(), finished, workers=0, resume=True)

@@ -36,7 +36,7 @@ import warnings
 from contextlib import nullcontext
 
 import torch
-from attnbench.variants.patterns import Pattern, Shape, get_pattern
+from attnbench.variants.patterns import Pattern, PatternShape, get_pattern
 from attnbench.variants.registry import register_attention
 
 try:  # torch >= 2.5; AuxRequest (return_aux) >= 2.9, return_lse before
@@ -89,7 +89,7 @@ def _eager_reason() -> str | None:
         f"flex runs eager here ({why}): its timings would measure the unfused fallback")
 
 
-def _mods_for(pattern: Pattern | None, causal: bool, shape: Shape):
+def _mods_for(pattern: Pattern | None, causal: bool, shape: PatternShape):
     """mask_mod, score_mod and block mask, cached so that a repeated problem reuses the same
     function objects (torch.compile guards on them: new closures would recompile)."""
     key = (pattern, shape, causal)
@@ -105,7 +105,7 @@ def _mods_for(pattern: Pattern | None, causal: bool, shape: Shape):
     return _mods[key]
 
 
-def _dense_block_mask(attn_mask: torch.Tensor, shape: Shape, causal: bool):
+def _dense_block_mask(attn_mask: torch.Tensor, shape: PatternShape, causal: bool):
     """A boolean attn_mask as a block mask (built per call: its contents are data)."""
     mask = attn_mask.expand(shape.B, shape.H, shape.N, shape.S)
     if causal:
@@ -132,7 +132,7 @@ def _call(q, k, v, *, causal, scale, attn_mask, pattern, return_lse):
     global _compiled, _compile_failure, _compile_worked
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     (B, Hq, N, D), S, Dv = q.shape, k.shape[2], v.shape[3]
-    shape = Shape(B, Hq, N, S, str(q.device))
+    shape = PatternShape(B, Hq, N, S, str(q.device))
     if attn_mask is not None:
         mask_mod, score_mod, _ = _mods_for(pattern, False, shape)
         block = _dense_block_mask(attn_mask, shape, causal)

@@ -32,7 +32,7 @@ Indices are top-left aligned: query i and key i are the same position. Sources:
 from __future__ import annotations
 
 import torch
-from attnbench.variants.patterns import Shape, register_pattern
+from attnbench.variants.patterns import PatternShape, register_pattern
 
 
 def _positive(name: str):
@@ -45,7 +45,7 @@ def _positive(name: str):
 
 # --- causal ---------------------------------------------------------------------------------
 
-def _causal_mod(shape: Shape):
+def _causal_mod(shape: PatternShape):
     def causal(b, h, q_idx, kv_idx):
         return q_idx >= kv_idx
     return causal
@@ -62,7 +62,7 @@ register_pattern("causal", mask_mod=_causal_mod, reference_mask=_causal_ref,
 
 # --- sliding_window --------------------------------------------------------------------------
 
-def _window_mod(shape: Shape, window: int):
+def _window_mod(shape: PatternShape, window: int):
     def sliding_window(b, h, q_idx, kv_idx):
         return (kv_idx <= q_idx) & (q_idx - kv_idx < window)
     return sliding_window
@@ -81,7 +81,7 @@ register_pattern("sliding_window", params={"window": "int"}, mask_mod=_window_mo
 
 # --- prefix_lm -------------------------------------------------------------------------------
 
-def _prefix_mod(shape: Shape, prefix: int):
+def _prefix_mod(shape: PatternShape, prefix: int):
     def prefix_lm(b, h, q_idx, kv_idx):
         return (kv_idx < prefix) | (kv_idx <= q_idx)
     return prefix_lm
@@ -116,7 +116,7 @@ def document_ids(lengths: tuple[int, ...], L: int, device: str | torch.device = 
     return ids[:L].to(device)
 
 
-def _document_mod(shape: Shape, lengths: tuple[int, ...]):
+def _document_mod(shape: PatternShape, lengths: tuple[int, ...]):
     ids = document_ids(lengths, max(shape.N, shape.S), shape.device)
 
     def document(b, h, q_idx, kv_idx):
@@ -147,7 +147,7 @@ def alibi_slopes(H: int, device: str | torch.device = "cpu") -> torch.Tensor:
     return torch.exp2(-8.0 * torch.arange(1, H + 1, device=device, dtype=torch.float32) / H)
 
 
-def _alibi_mod(shape: Shape):
+def _alibi_mod(shape: PatternShape):
     slopes = alibi_slopes(shape.H, shape.device)
 
     def alibi(score, b, h, q_idx, kv_idx):
@@ -170,7 +170,7 @@ register_pattern("alibi", score_mod=_alibi_mod, reference_score=_alibi_ref,
 
 # --- softcap ---------------------------------------------------------------------------------
 
-def _softcap_mod(shape: Shape, cap: float):
+def _softcap_mod(shape: PatternShape, cap: float):
     def softcap(score, b, h, q_idx, kv_idx):
         return cap * torch.tanh(score / cap)
     return softcap

@@ -24,7 +24,7 @@ Public interface (other modules code against these):
                             ``dense_mask(B, H, N, S, device)``, ``apply_dense(scores)``
                             (the definition evaluated densely: what ``naive`` runs),
                             ``reference_scores(scores64)`` (the independent reference)
-    Shape(B, H, N, S, device)  the problem a mod is built for (ALiBi needs H, documents N, S)
+    PatternShape(B, H, N, S, device)  the problem a mod is built for (ALiBi needs H, documents N, S)
     register_pattern(...)   a new family (plugins: ``--plugin`` modules call it on import)
     get_pattern(family, **params), parse_pattern(text), list_patterns(), get_family(name)
     BUILTIN_PATTERNS        one instance of every built-in family, with parameters that matter
@@ -60,7 +60,7 @@ ParamKind = Literal["int", "float", "ints"]
 
 
 @dataclass(frozen=True)
-class Shape:
+class PatternShape:
     """The problem a mask_mod / score_mod is built for (its tensors live on ``device``)."""
 
     B: int
@@ -151,7 +151,7 @@ class Pattern:
         """No score modification: a boolean-mask variant can run it through a dense mask."""
         return all(t.family.score_mod is None for t in self.terms)
 
-    def mask_mod(self, shape: Shape) -> MaskMod | None:
+    def mask_mod(self, shape: PatternShape) -> MaskMod | None:
         """The AND of every term's mask_mod (None: nothing masked)."""
         mods = [t.family.mask_mod(shape, **t.kwargs) for t in self.terms if t.family.mask_mod]
         if not mods:
@@ -164,7 +164,7 @@ class Pattern:
             return keep
         return mask_mod
 
-    def score_mod(self, shape: Shape) -> ScoreMod | None:
+    def score_mod(self, shape: PatternShape) -> ScoreMod | None:
         """Every term's score_mod, applied left to right (None: scores unchanged)."""
         mods = [t.family.score_mod(shape, **t.kwargs) for t in self.terms if t.family.score_mod]
         if not mods:
@@ -180,7 +180,7 @@ class Pattern:
                    device: str | torch.device = "cpu") -> torch.Tensor | None:
         """The mask_mod evaluated on every (b, h, q, kv): bool broadcastable to (B, H, N, S),
         True = may attend; None when the pattern masks nothing."""
-        mod = self.mask_mod(Shape(B, H, N, S, str(device)))
+        mod = self.mask_mod(PatternShape(B, H, N, S, str(device)))
         if mod is None:
             return None
         b, h, q, kv = _grid(B, H, N, S, device)
@@ -192,7 +192,7 @@ class Pattern:
         ``kv_start .. kv_start + s`` of ``S``: how a variant without FlexAttention runs a
         pattern, all at once or one key block at a time. ``masked=False``: score_mods only."""
         B, H, N, s = scores.shape
-        shape = Shape(B, H, N, S if S is not None else kv_start + s, str(scores.device))
+        shape = PatternShape(B, H, N, S if S is not None else kv_start + s, str(scores.device))
         b, h, q, kv = _grid(B, H, N, s, scores.device, kv_start)
         score_mod = self.score_mod(shape)
         if score_mod is not None:

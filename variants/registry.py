@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
+from attnbench.case_ids import CaseShape
 from attnbench.errors import UnknownVariantError, UsageError
 from attnbench.variants.memory import MEMORY_MODELS, MemoryModel
 from attnbench.variants.patterns import Pattern, unsupported_reason
@@ -145,20 +146,15 @@ class Case:
     def dv(self) -> int:
         return self.D if self.Dv is None else self.Dv
 
+    def id_shape(self, d_model: int | None = None) -> CaseShape:
+        """The shape part of the case ids (``attnbench.case_ids``): every field but backward."""
+        return CaseShape(self.B, self.Hq, self.hkv, self.N, self.s, self.D, self.dv,
+                         dtype_name(self.dtype), self.device, self.causal, self.mask, d_model,
+                         self.pattern.id if self.pattern is not None else None)
+
     def label(self) -> str:
-        parts = [f"B{self.B}", f"H{self.Hq}" + (f"/{self.hkv}" if self.hkv != self.Hq else ""),
-                 f"N{self.N}" + (f"xS{self.s}" if self.s != self.N else ""),
-                 f"D{self.D}" + (f"/{self.dv}" if self.dv != self.D else ""),
-                 dtype_name(self.dtype), self.device]
-        if self.causal:
-            parts.append("causal")
-        if self.mask:
-            parts.append("mask")
-        if self.pattern is not None:
-            parts.append(self.pattern.id)
-        if self.backward:
-            parts.append("bwd")
-        return "-".join(parts)
+        """The shape part of the case ids, with the "bwd" flag when the case runs backward."""
+        return self.id_shape().label(backward=self.backward)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Measuring two trees in one job: a worker per side (``bench.gate.sides``), requests
+"""Measuring two trees in one job: a worker per side (``attnbench.gate.sides``), requests
 interleaved A B B A.
 
 ``compare_sides(base, head, preset, settings)`` runs every case of a preset on both sides and
@@ -15,14 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnbench.case_ids import CaseShape, case_id, verify_case_id
 from attnbench.errors import UsageError
 from attnbench.gate.sides import SideSpec, SideWorker, WorkerError
 from attnbench.gate.stats import Comparison, compare
 from attnbench.gate.verdicts import (
     MEMORY_ABS,
     MEMORY_REL,
-    CheckResult,
-    Finding,
+    GateCheck,
+    GateFinding,
     TimePolicy,
     confirmed_verdict,
     correctness_finding,
@@ -49,9 +50,9 @@ class Shape:
     device: str = "cpu"
 
     def label(self) -> str:
-        heads = f"H{self.Hq}" + (f"/{self.Hkv}" if self.Hkv != self.Hq else "")
-        return "-".join([f"B{self.B}", heads, f"N{self.N}", f"D{self.D}", self.dtype,
-                         self.device] + (["causal"] if self.causal else []))
+        """The shape part of the shared case ids (``attnbench.case_ids``)."""
+        return CaseShape(self.B, self.Hq, self.Hkv, self.N, self.N, self.D, self.D, self.dtype,
+                         self.device, self.causal).label()
 
     def at(self, **changes: Any) -> Shape:
         return Shape(**{**self.__dict__, **changes})
@@ -91,7 +92,7 @@ class GateSettings:
 
 @dataclass
 class GateOutcome:
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[GateFinding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -99,7 +100,7 @@ class GateOutcome:
 def case_key(variant: str, mode: str, shape: Shape) -> str:
     """The benchmark's case id (``throughput.cases.BenchCase.case_id``) of this attention
     case: one grammar for the gate's findings and the benchmark's rows."""
-    return f"attention:{variant}:{shape.label()}:{mode}"
+    return case_id("attention", variant, shape.label(), mode)
 
 
 def interleaved(first: SideWorker, second: SideWorker, key: str, inner: int, rounds: int,
@@ -136,8 +137,8 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: GatePreset, settings: 
         try:
             wb.wait_ready()
         except WorkerError as exc:  # the change broke importing the variants: a regression
-            outcome.findings.append(Finding("import", "*", "correctness", "regressed",
-                                            detail=str(exc), fails_gate=True))
+            outcome.findings.append(GateFinding("import", "*", "correctness", "regressed",
+                                                detail=str(exc), fails_gate=True))
             return outcome
         names, new, timeable = _common_variants(wa, wb, settings, outcome.notes)
         if "correctness" in settings.kinds:
@@ -191,7 +192,7 @@ def compare_sides(base: SideSpec, head: SideSpec, preset: GatePreset, settings: 
 
 def _confirm(base: SideSpec, head: SideSpec, flagged: list, preset: GatePreset,
              settings: GateSettings, outcome: GateOutcome, log: Callable[[str], None]
-             ) -> list[Finding]:
+             ) -> list[GateFinding]:
     """Re-measure the flagged cases in fresh workers, with fresh samples (pooling them with
     the screen's would make the decision depend on when we chose to look); the verdict then
     needs both pairs of processes to agree (``confirmed_verdict``)."""
@@ -237,7 +238,7 @@ def _common_variants(wa: SideWorker, wb: SideWorker, settings: GateSettings, not
 
 
 def _suite(worker: SideWorker, name: str, dtype: str, device: str
-           ) -> dict[tuple, CheckResult] | str:
+           ) -> dict[tuple, GateCheck] | str:
     """One side's verification-suite outcomes keyed by (check, case, direction), or why the
     suite could not run there."""
     try:
@@ -246,13 +247,13 @@ def _suite(worker: SideWorker, name: str, dtype: str, device: str
         return str(exc)
     if "unavailable" in got:
         return got["unavailable"]
-    return {(c["check"], c["case"], c["direction"]): CheckResult(
+    return {(c["check"], c["case"], c["direction"]): GateCheck(
         c["passed"], c["value"], c["bound"], c["message"]) for c in got["checks"]}
 
 
 def _verification(wa: SideWorker, wb: SideWorker, names: list[str], new: list[str], dtype: str,
                   device: str, outcome: GateOutcome, log: Callable[[str], None]) -> None:
-    """The verification suite (``bench.verify.runner``) on every variant, both sides: a check
+    """The verification suite (``attnbench.verify.runner``) on every variant, both sides: a check
     that fails on head but not on base fails the gate, and a variant new on head must pass all
     of it. Where the suite cannot run on a side, it is left out with a note, never counted as
     failing (an old base may predate it)."""
@@ -267,25 +268,25 @@ def _verification(wa: SideWorker, wb: SideWorker, names: list[str], new: list[st
             continue
         for key, result in sorted(head.items()):
             outcome.findings.append(correctness_finding(
-                ":".join(("verify", name, *key)), name, base.get(key), result))
+                verify_case_id(key[0], name, *key[1:]), name, base.get(key), result))
 
 
-def _side_check(worker: SideWorker, prepared: dict[str, Any], key: str) -> CheckResult | None:
+def _side_check(worker: SideWorker, prepared: dict[str, Any], key: str) -> GateCheck | None:
     """One side's correctness: the verification of a prepared case, a failure when the variant
     raised on its first call, None when the side cannot run the case at all."""
     if "raised" in prepared:
-        return CheckResult(False, reason=f"raised {prepared['raised']}")
+        return GateCheck(False, reason=f"raised {prepared['raised']}")
     if not prepared["ok"]:
         return None
     try:
         got = worker.request("verify", key=key)
     except WorkerError as exc:  # the variant raised inside the check: a failure
-        return CheckResult(False, reason=str(exc))
-    return CheckResult(got["passed"], got["error_ratio"], got["bound"], got["reason"])
+        return GateCheck(False, reason=str(exc))
+    return GateCheck(got["passed"], got["error_ratio"], got["bound"], got["reason"])
 
 
 def _memory(wa: SideWorker, wb: SideWorker, key: str, name: str, settings: GateSettings,
-            peaks: dict[tuple[str, str], int]) -> Finding:
+            peaks: dict[tuple[str, str], int]) -> GateFinding:
     for side, worker in (("base", wa), ("head", wb)):
         peaks[(side, key)] = worker.request("memory", key=key)["peak_bytes"]
     return memory_finding(key, name, peaks[("base", key)], peaks[("head", key)],
@@ -294,7 +295,7 @@ def _memory(wa: SideWorker, wb: SideWorker, key: str, name: str, settings: GateS
 
 def _structural(wa: SideWorker, wb: SideWorker, names: list[str], timeable: dict[str, bool],
                 preset: GatePreset, shape: Shape, settings: GateSettings, peaks: dict,
-                log: Callable[[str], None]) -> list[Finding]:
+                log: Callable[[str], None]) -> list[GateFinding]:
     """Properties that hold on any machine: each variant's memory scaling exponent did not grow,
     and SDPA is faster than naive at large N."""
     as_error, out = settings.structural == "error", []

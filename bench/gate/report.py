@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import UsageError
-from attnbench.gate.verdicts import Finding, exit_code, worst_first
+from attnbench.gate.verdicts import GateFinding, exit_code, worst_first
 
 SCHEMA = "attnbench-gate/1"
 QUIET_VERDICTS = ("unchanged", "passed")
@@ -36,7 +36,7 @@ class GateReport:
     mode: str  # "trees" | "results"
     base: dict[str, Any]
     head: dict[str, Any]
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[GateFinding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, Any] = field(default_factory=dict)
@@ -59,7 +59,7 @@ class GateReport:
                 "notes": self.notes, "samples": self.samples}
 
 
-def _change(f: Finding) -> str:
+def _change(f: GateFinding) -> str:
     if f.ratio is None:
         return ""
     if f.kind == "structural":
@@ -74,7 +74,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _row(f: Finding) -> str:
+def _row(f: GateFinding) -> str:
     mark = "❌" if f.fails_gate else "⚠️" if f.verdict in ("warning", "failing") else \
         "✅" if f.verdict == "improved" else "·"
     return "| " + " | ".join(_cell(x) for x in (mark, f.verdict, f.kind, f"`{f.case}`",

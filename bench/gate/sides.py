@@ -44,7 +44,7 @@ class SideSpec:
 
 
 class SideWorker:
-    """The driver's handle on one ``bench.gate.worker`` subprocess.
+    """The driver's handle on one ``attnbench.gate.worker`` subprocess.
 
     Creating it starts the process; ``wait_ready()`` waits until the side's variants are
     imported (so two workers can start at once: importing torch takes seconds).

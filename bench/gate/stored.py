@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from attnbench.case_ids import parse_case_id, verify_case_id
 from attnbench.gate.verdicts import (
-    CheckResult,
-    Finding,
+    GateCheck,
+    GateFinding,
     correctness_finding,
     memory_finding,
     structural_finding,
@@ -40,7 +41,32 @@ def _load(path: str | Path, flag: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame, provenance = load_results(where), load_provenance(where)
     if frame.empty:
         raise ResultsError(f"{flag} {where}: the results directory holds no rows")
-    return frame, provenance
+    return _verify_ids(frame), provenance
+
+
+def _verify_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """Verify rows written before the shared case-id grammar (``attnbench.case_ids``) named
+    cases ``variant[attention]:check:dtype:case``; such an id is rebuilt from the row's fields,
+    so that a baseline recorded then still meets the same checks of a newer run."""
+    if not {"check", "case", "direction"} <= set(frame.columns):
+        return frame
+    old = (frame["suite"] == "verify") & ~frame["case_id"].astype(str).map(_parses)
+    if not old.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[old, "case_id"] = [
+        verify_case_id(r["check"], r["variant"], r["case"], r["direction"],
+                       r["attention"] if isinstance(r.get("attention"), str) else "")
+        for _, r in frame[old].iterrows()]
+    return frame
+
+
+def _parses(key: str) -> bool:
+    try:
+        parse_case_id(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _key_columns(frame: pd.DataFrame) -> list[str]:
@@ -54,15 +80,15 @@ def _default_bound(row: pd.Series) -> float:
     return C_OUTPUT if forward else C_GRAD
 
 
-def checks(frame: pd.DataFrame) -> dict[tuple, CheckResult]:
+def checks(frame: pd.DataFrame) -> dict[tuple, GateCheck]:
     """One correctness outcome per key from its rows (rows of other metrics are ignored)."""
     keys = _key_columns(frame)
-    out: dict[tuple, CheckResult] = {}
+    out: dict[tuple, GateCheck] = {}
     relevant = frame[frame.metric.isin(["passed", *RATIOS]) | (frame.status == "error")]
     for key, rows in relevant.groupby(keys, dropna=False, sort=True):
         errors = rows[rows.status == "error"]
         if len(errors):
-            out[key] = CheckResult(False, reason=f"raised: {errors.iloc[0].get('reason', '')}")
+            out[key] = GateCheck(False, reason=f"raised: {errors.iloc[0].get('reason', '')}")
             continue
         ok = rows[rows.status == "ok"]
         if ok.empty:
@@ -79,7 +105,7 @@ def checks(frame: pd.DataFrame) -> dict[tuple, CheckResult]:
                 passed = passed and ratio <= bound
         reason = "" if passed else f"error ratio {ratio} above bound {bound}" if ratio else \
             "check failed"
-        out[key] = CheckResult(passed, ratio, bound, reason)
+        out[key] = GateCheck(passed, ratio, bound, reason)
     return out
 
 
@@ -91,7 +117,7 @@ def _values(frame: pd.DataFrame, metric: str, keys: list[str]) -> dict[tuple, fl
 
 def compare_results(baseline: str | Path, results: str | Path, *, memory_rel: float,
                     memory_abs: float, structural_as_error: bool = False
-                    ) -> tuple[list[Finding], list[str], dict[str, Any], dict[str, Any]]:
+                    ) -> tuple[list[GateFinding], list[str], dict[str, Any], dict[str, Any]]:
     """Findings and notes for two results directories, plus what each side was."""
     base, prov_b = _load(baseline, "--baseline")
     head, prov_h = _load(results, "--results")

@@ -28,7 +28,7 @@ MEMORY_REL, MEMORY_ABS = 0.05, 256 * 1024
 
 
 @dataclass
-class Finding:
+class GateFinding:
     """One line of the gate's verdict. The first nine keys are the JSON contract with the report
     (``attnbench report --gate``); ``fails_gate`` says whether this line alone fails the gate."""
 
@@ -104,7 +104,7 @@ def confirmed_verdict(screen: Comparison, confirm: Comparison, policy: TimePolic
 
 
 def time_finding(case: str, variant: str, c: Comparison, policy: TimePolicy,
-                 detail: str = "", verdict: str | None = None) -> Finding:
+                 detail: str = "", verdict: str | None = None) -> GateFinding:
     """A time finding from one comparison (``verdict`` overrides the one-comparison verdict)."""
     verdict = verdict or time_verdict(c, policy)
     p = c.p_faster if verdict == "improved" else c.p_slower
@@ -112,12 +112,13 @@ def time_finding(case: str, variant: str, c: Comparison, policy: TimePolicy,
              f"rank test p={p:.2g}, n={c.n_base}+{c.n_head}")
     if min(c.n_base, c.n_head) < policy.min_samples:
         words += f"; fewer than {policy.min_samples} samples per side"
-    return Finding(case, variant, "time", verdict, c.ratio, c.ci_low, c.ci_high, p,
-                   "; ".join(x for x in (words, detail) if x), fails_gate=verdict == "regressed")
+    return GateFinding(case, variant, "time", verdict, c.ratio, c.ci_low, c.ci_high, p,
+                       "; ".join(x for x in (words, detail) if x),
+                       fails_gate=verdict == "regressed")
 
 
 def memory_finding(case: str, variant: str, base_bytes: float, head_bytes: float, *,
-                   rel: float = MEMORY_REL, abs_bytes: float = MEMORY_ABS) -> Finding:
+                   rel: float = MEMORY_REL, abs_bytes: float = MEMORY_ABS) -> GateFinding:
     """Allocator-level peaks are deterministic for the same code and libraries, so a fixed
     margin suffices: max(rel * base, abs_bytes), the absolute floor absorbing allocator slack
     on tiny cases."""
@@ -127,8 +128,8 @@ def memory_finding(case: str, variant: str, base_bytes: float, head_bytes: float
     ratio = head_bytes / base_bytes if base_bytes > 0 else math.inf if head_bytes else 1.0
     detail = (f"peak {_mib(base_bytes)} -> {_mib(head_bytes)} ({delta / 2**20:+.2f} MiB; "
               f"margin {_mib(margin)})")
-    return Finding(case, variant, "memory", verdict, ratio, detail=detail,
-                   fails_gate=verdict == "regressed")
+    return GateFinding(case, variant, "memory", verdict, ratio, detail=detail,
+                       fails_gate=verdict == "regressed")
 
 
 def _mib(value: float) -> str:
@@ -136,7 +137,7 @@ def _mib(value: float) -> str:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class GateCheck:
     """One side's correctness outcome for a case: passed, and the error ratio against its bound
     (ratio <= bound passes; None when the check has no ratio)."""
 
@@ -146,8 +147,8 @@ class CheckResult:
     reason: str = ""
 
 
-def correctness_finding(case: str, variant: str, base: CheckResult | None,
-                        head: CheckResult) -> Finding:
+def correctness_finding(case: str, variant: str, base: GateCheck | None,
+                        head: GateCheck) -> GateFinding:
     """Hard gate. A check that fails on head but passed (or did not exist) on base regressed;
     failing on both is reported as "failing" without failing the gate: it is not this
     change's doing, and a gate that blocks every change until an old bug is fixed gets
@@ -162,8 +163,8 @@ def correctness_finding(case: str, variant: str, base: CheckResult | None,
         verdict, detail = "improved", f"{numbers}; fixed (base: {base.reason or 'failed'})"
     else:
         verdict, detail = "unchanged", numbers
-    return Finding(case, variant, "correctness", verdict, ratio, detail=detail,
-                   fails_gate=verdict == "regressed")
+    return GateFinding(case, variant, "correctness", verdict, ratio, detail=detail,
+                       fails_gate=verdict == "regressed")
 
 
 def _num(value: float | None) -> str:
@@ -171,10 +172,10 @@ def _num(value: float | None) -> str:
 
 
 def structural_finding(case: str, variant: str, holds: bool, detail: str, *, ratio=None,
-                       ci_low=None, ci_high=None, as_error: bool = False) -> Finding:
+                       ci_low=None, ci_high=None, as_error: bool = False) -> GateFinding:
     verdict = "passed" if holds else "failed" if as_error else "warning"
-    return Finding(case, variant, "structural", verdict, ratio, ci_low, ci_high, detail=detail,
-                   fails_gate=verdict == "failed")
+    return GateFinding(case, variant, "structural", verdict, ratio, ci_low, ci_high,
+                       detail=detail, fails_gate=verdict == "failed")
 
 
 # Order of verdicts within a kind, worst first, for the summary a person reads top down.
@@ -182,16 +183,16 @@ _VERDICT_RANK = {"regressed": 0, "failed": 0, "failing": 1, "warning": 2, "incon
                  "improved": 4, "unchanged": 5, "passed": 5}
 
 
-def worst_first(findings: list[Finding]) -> list[Finding]:
+def worst_first(findings: list[GateFinding]) -> list[GateFinding]:
     """Gate failures first, then by verdict, kind, and the size of the change."""
-    def key(f: Finding) -> tuple:
+    def key(f: GateFinding) -> tuple:
         size = -(f.ratio if f.ratio is not None and math.isfinite(f.ratio) else 0.0)
         return (not f.fails_gate, _VERDICT_RANK.get(f.verdict, 3), KINDS.index(f.kind), size,
                 f.case, f.variant)
     return sorted(findings, key=key)
 
 
-def exit_code(findings: list[Finding]) -> int:
+def exit_code(findings: list[GateFinding]) -> int:
     """0 pass, 1 at least one finding fails the gate. (2, usage or environment errors, is
     decided before there are findings.)"""
     return 1 if any(f.fails_gate for f in findings) else 0

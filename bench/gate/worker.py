@@ -5,7 +5,7 @@ answers measurement requests over stdin/stdout, one JSON object per line.
 
 Why a process per side: both trees define the same module names, so they cannot share one
 interpreter, yet their timings must come from one job, interleaved (A B B A ...), or machine
-noise swamps the difference. The driver (``bench.gate.measure``) keeps one worker per side
+noise swamps the difference. The driver (``attnbench.gate.measure``) keeps one worker per side
 alive and alternates requests between them; only one side computes at any moment.
 
 The measuring code (this module, the timer, the reference) always comes from the driver's
@@ -101,7 +101,7 @@ def load_side_variants(root: Path, plugins: list[str]) -> Any:
 def time_calls(fn: Callable[[], Any], inner: int, device: str) -> float:
     """Seconds per call, averaged over ``inner`` back-to-back calls: one interleaved sample.
 
-    ``bench.throughput.timing.time_callable``: on CPU with one thread the thread's CPU time
+    ``attnbench.throughput.timing.time_callable``: on CPU with one thread the thread's CPU time
     (it moved ~5 % under contention where wall time moved 1.5-4.8x, docs/methods.md, "Timing"),
     on CUDA events around each call. Imported here, after the side's tree is in place, because
     the throughput package imports the registry.
@@ -168,7 +168,7 @@ def prepare(registry: Any, name: str, case: dict[str, Any], mode: str) -> Prepar
 
 
 def verify(p: Prepared) -> dict[str, Any]:
-    """The verification suite's agreement check (``bench.verify.agreement.check_agreement``:
+    """The verification suite's agreement check (``attnbench.verify.agreement.check_agreement``:
     float64 reference, the FlashAttention tolerance rule, declared masked-row semantics) on
     the output, and for fwd+bwd also on the gradients. Returns the worst error ratio against
     its bound. (It builds its yardstick from this side's ``variants.common`` and ``naive``.)"""
@@ -192,7 +192,7 @@ def verify(p: Prepared) -> dict[str, Any]:
 
 
 def verify_suite(registry: Any, name: str, dtype: str, device: str) -> dict[str, Any]:
-    """Every check of the verification suite (``bench.verify.runner.verify_attention``) on one
+    """Every check of the verification suite (``attnbench.verify.runner.verify_attention``) on one
     variant; skipped checks are left out. ``unavailable`` when the suite cannot be imported."""
     try:
         from attnbench.verify.runner import verify_attention

@@ -10,7 +10,7 @@
     sweep.py        run_stability(): jobs to any concurrent.futures.Executor, results written
                     by the driver (how to run on a Dask cluster is in its docstring)
 
-Public entry points: ``sweep.run_stability``, ``presets.Preset`` / ``presets.PRESETS``,
+Public entry points: ``sweep.run_stability``, ``presets.StabilityPreset`` / ``presets.PRESETS``,
 ``verdicts.divergence_verdict`` and ``verdicts.lr_sensitivity``. Kept import-free so the CLI's
 ``--help`` does not load torch and pandas.
 """

@@ -132,7 +132,13 @@ def summary_cases(runs: pd.DataFrame) -> list[tuple[str, list[dict[str, Any]]]]:
                 f":b2{cols['beta2']:g}:{cols['init']}")
         lrs, seeds = sorted(group["lr"].unique()), sorted(group["seed"].unique())
         grid = f"lrs {', '.join(f'{lr:g}' for lr in lrs)}; seeds {[int(s) for s in seeds]}"
-        if len(lrs) > 1:
+        if len(lrs) > 1 and not (group["verdict"] == "healthy").any():
+            cases.append((f"lrsens:{name}", [{
+                **cols, "status": "skipped", "metric": "lr_sensitivity", "unit": "nats",
+                "reason": f"undefined: no run trained healthy at any lr ({grid}); Wortsman's "
+                          "measure is relative to the best lr and would read about 0, as if "
+                          "this setting were insensitive"}]))
+        elif len(lrs) > 1:
             per_seed = [lr_sensitivity(dict(zip(g["lr"], g["final_val_loss"], strict=True)),
                                        g["init_loss"].iloc[0]) for _, g in group.groupby("seed")]
             row = {**cols, "status": "ok", "metric": "lr_sensitivity", "unit": "nats",
@@ -168,9 +174,11 @@ def _by_seed(runs: pd.DataFrame) -> dict[int, bool]:
     return {int(s): bool(d > 0) for s, d in zip(runs["seed"], runs["diverged"], strict=True)}
 
 
-def _judge(f: Finding, tested: list[tuple[str, int, int, str]], criterion: str) -> Finding:
+def _judge(f: Finding, tested: list[tuple[str, int, int, str]], criterion: str,
+           measured: str = "Final val loss and verdicts") -> Finding:
     """The overall verdict from (regime text, seeds showing, seeds, detail) per tested regime:
-    the regimes where it was reproduced (or, failing that, the closest) lead the text."""
+    the regimes where it was reproduced (or, failing that, the closest) lead the text;
+    ``measured`` names what the details are."""
     verdicts = [seed_verdict(show, n) for _, show, n, _ in tested]
     verdict = overall_verdict(verdicts)
     lead = [t for t, v in zip(tested, verdicts, strict=True) if v == "reproduced"] or sorted(
@@ -183,7 +191,7 @@ def _judge(f: Finding, tested: list[tuple[str, int, int, str]], criterion: str) 
     evidence = (f"{head}. Criterion, per seed: {criterion}; decided over seeds (all agreeing: "
                 "reproduced, none: not reproduced, else inconclusive)."
                 + (f" Other regimes tested: {'; '.join(others)}." if others else "")
-                + f" Final val loss and verdicts: {details}")
+                + f" {measured}: {details}")
     return decided(f, verdict, evidence)
 
 
@@ -246,12 +254,12 @@ def logit_finding(runs: pd.DataFrame) -> Finding:
             f"{q[q['lr'] == lr]['max_logit'].min():.3g}..{q[q['lr'] == lr]['max_logit'].max():.3g}"
             for lr in lrs)
         text = f"{regime_text(sel, int(sel['warmup']))}, lrs {', '.join(f'{x:g}' for x in lrs)}"
-        tested.append((text, show, len(seeds), f"max attention logit (range over seeds) "
-                                               f"{detail}"))
+        tested.append((text, show, len(seeds), detail))
     if not tested:
         return _skip(f, "needs pre_ln and qk_norm runs in the same regime on the same seeds")
     return _judge(f, tested, f"at the top lr pre_ln's max logit >= {LOGIT_RATIO:g}x qk_norm's, "
-                             f"and qk_norm's <= {LOGIT_BOUND:g} at every lr")
+                             f"and qk_norm's <= {LOGIT_BOUND:g} at every lr",
+                  "Max attention logit (range over seeds)")
 
 
 def evaluate_findings(frame: pd.DataFrame) -> list[Finding]:

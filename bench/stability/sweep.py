@@ -46,7 +46,7 @@ from attnbench.stability.common import Outcome
 from attnbench.stability.data import CorpusRef
 from attnbench.stability.diagnostics import InitJob, run_init
 from attnbench.stability.findings import Finding, derived_cases, evaluate_findings
-from attnbench.stability.presets import Preset
+from attnbench.stability.presets import StabilityPreset
 from attnbench.stability.train import TrainJob, run_train
 
 Job = TrainJob | InitJob
@@ -158,7 +158,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
-def check_same_configuration(out_dir: str | Path, preset: Preset, ref: CorpusRef) -> None:
+def check_same_configuration(out_dir: str | Path, preset: StabilityPreset, ref: CorpusRef) -> None:
     """--resume continues the *same* sweep: its derived rows and findings are computed once,
     so a changed preset or corpus would leave them describing other runs."""
     if not (Path(out_dir) / "provenance.json").exists():
@@ -177,14 +177,14 @@ def check_same_configuration(out_dir: str | Path, preset: Preset, ref: CorpusRef
                            "--corpus or choose another --out")
 
 
-def run_stability(preset: str | Preset, out_dir: str | Path, *, corpus: str | None = None,
+def run_stability(preset: str | StabilityPreset, out_dir: str | Path, *, corpus: str | None = None,
                   executor: Executor | None = None, workers: int | None = None,
                   resume: bool = False, force: bool = False, plugins: tuple[str, ...] = (),
                   argv: list[str] | None = None, log: Log = print) -> list[Finding]:
     """The whole benchmark: init diagnostics and training runs of ``preset``, then the
     derived rows (lr_sensitivity, lowest_diverging_lr) and the findings, recomputed on every
     run (so ``resume=True`` on a finished sweep refreshes them with the current code)."""
-    preset = preset if isinstance(preset, Preset) else Preset.load(preset)
+    preset = preset if isinstance(preset, StabilityPreset) else StabilityPreset.load(preset)
     ref = CorpusRef.of(corpus)
     data = ref.load(preset.model().block_size)  # fail fast, here, on a bad or short corpus
     if workers is None:

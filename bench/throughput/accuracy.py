@@ -47,10 +47,10 @@ def pattern_on_rows(pattern: Pattern, scores: torch.Tensor, rows: torch.Tensor, 
                     ) -> torch.Tensor:
     """The pattern's definition (score_mods, then the mask) on the scores (B, Hq, R, S) of
     the query rows ``rows`` of an N-query problem."""
-    from attnbench.variants.patterns import Shape
+    from attnbench.variants.patterns import PatternShape
 
     B, H, R, S = scores.shape
-    shape = Shape(B, H, N, S, str(scores.device))
+    shape = PatternShape(B, H, N, S, str(scores.device))
     b = torch.arange(B, device=scores.device).view(B, 1, 1, 1)
     h = torch.arange(H, device=scores.device).view(1, H, 1, 1)
     q, kv = rows.view(1, 1, R, 1), torch.arange(S, device=scores.device).view(1, 1, 1, S)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from attnbench.case_ids import case_id, subject
 from attnbench.variants.registry import Case, get, parse_dtype
 
 if TYPE_CHECKING:
@@ -86,11 +87,12 @@ class BenchCase:
 
     @property
     def case_id(self) -> str:
-        shape = replace(self.registry_case(), backward=False).label()  # the mode says it
+        """The shared grammar's id (``attnbench.case_ids``); the mode says "backward"."""
+        shape = self.registry_case().id_shape(self.d_model).label()
         if self.kind == "block":
-            return f"block:{self.block}/{self.attention}:{shape}-d{self.d_model}:{self.mode}"
-        prefix = "attention" if self.measure == "full" else self.measure
-        return f"{prefix}:{self.attention}:{shape}:{self.mode}"
+            return case_id("block", subject(self.block, self.attention), shape, self.mode)
+        kind = "attention" if self.measure == "full" else self.measure
+        return case_id(kind, self.attention, shape, self.mode)
 
     def columns(self) -> dict[str, Any]:
         """The case's parameters as table columns (the metric vocabulary's names)."""

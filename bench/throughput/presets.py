@@ -19,7 +19,8 @@ its [[attention]] grids name one, it has no [[memory]] or [[block]] grid, and it
 ``patterns`` suite (its own results directory and report section, never mixed with the
 plain cases).
     [timing]        max_time, min_rounds, warmup (per worker process), processes (how many
-                    worker processes time every case; see timing.TimingSettings)
+                    worker processes time every case), pin (fix the workers to CPUs; see
+                    timing.TimingSettings)
 
 A path ending in ``.toml`` works as ``--preset`` too.
 """

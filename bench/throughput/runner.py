@@ -51,7 +51,7 @@ from attnbench.throughput.replicate import (
     time_values,
 )
 from attnbench.throughput.selection import Selection
-from attnbench.throughput.timing import TimingSettings, cpu_clock
+from attnbench.throughput.timing import TimingSettings, cpu_clock, pinned_cpus
 from attnbench.throughput.worker import MALLOC_ENV, Worker
 from attnbench.variants.registry import get, not_supported_reasons
 
@@ -318,10 +318,11 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device on this machine")
     threads = config.threads or preset.threads
+    device = config.selection.device or preset.device
+    cpus = pinned_cpus(threads) if preset.timing.pin and device == "cpu" else None
     limit = config.time_limit_s or preset.time_limit_s
     _prepare_out(config)
     triaged = [triage(c, preset) for c in cases]
-    device = config.selection.device or preset.device
     timer = ("CUDA events, L2 flushed before each call" if device == "cuda" else
              cpu_clock(threads)[1])
     writer = ResultsWriter(out, preset.suite, resume=config.resume, argv=config.argv,
@@ -331,7 +332,9 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
                                   "selection": asdict(config.selection), "threads": threads,
                                   "timer": timer, "time_limit_s": limit,
                                   "worker_malloc_env": MALLOC_ENV,
-                                  "timing": asdict(preset.timing), "plugins": config.plugins,
+                                  "timing": asdict(preset.timing),
+                                  "pinned_cpus": list(cpus) if cpus else None,
+                                  "plugins": config.plugins,
                                   "flop_convention": FLOP_CONVENTION})
     measured = [c for c, why in triaged if why is None]
     peak_ids = _peak_cases(measured, threads)
@@ -342,7 +345,7 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
              and (why is not None or c.measure != "full")]
     todo += groups
     peaks = _recorded_peaks(out)  # on --resume, the peaks the first run measured
-    workers = [Worker(config.plugins, threads) for _ in range(preset.timing.processes)]
+    workers = [Worker(config.plugins, threads, cpus) for _ in range(preset.timing.processes)]
     counts: Counter[str] = Counter()
     progress = _progress_bar(len(todo) - len(groups) + len(timed),
                              sys.stderr.isatty() if config.progress is None else config.progress)

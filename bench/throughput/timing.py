@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -46,18 +47,31 @@ MAX_ROUNDS = 10_000
 class TimingSettings:
     """How long to measure one case. ``max_time`` is the budget of the measured rounds in one
     process; ``processes`` is how many fresh worker processes measure every case (the
-    reported time is the median of their medians)."""
+    reported time is the median of their medians); ``pin`` fixes every worker process to the
+    same ``threads`` CPUs (``pinned_cpus``) so the scheduler cannot move a measurement from a
+    warm core to a cold one half-way."""
 
     max_time: float = 0.5
     min_rounds: int = 5
     warmup: int = 1
     processes: int = 3
+    pin: bool = False
 
     def __post_init__(self) -> None:
         if not (self.max_time > 0 and self.min_rounds >= 1 and self.warmup >= 0
                 and self.processes >= 1):
             raise ValueError(f"timing: expected max_time > 0, min_rounds >= 1, warmup >= 0, "
                              f"processes >= 1; got {self}")
+
+
+def pinned_cpus(threads: int) -> tuple[int, ...] | None:
+    """The CPUs a pinned worker runs on: the last ``threads`` CPUs this process may use (the
+    first ones are where the kernel and idle processes tend to land), or None where pinning is
+    impossible (not Linux, or fewer usable CPUs than threads)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return tuple(allowed[-threads:]) if len(allowed) >= threads else None
 
 
 def cpu_clock(threads: int) -> tuple[Callable[[], float], str]:

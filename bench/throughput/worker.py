@@ -51,9 +51,12 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def _serve(conn: Any, plugins: list[str], threads: int) -> None:
+def _serve(conn: Any, plugins: list[str], threads: int,
+           cpus: tuple[int, ...] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    if cpus:  # before torch starts its threads, so they inherit the mask
+        os.sched_setaffinity(0, cpus)
     import torch
 
     torch.set_num_threads(threads)
@@ -87,8 +90,9 @@ class Worker:
     fresh worker.
     """
 
-    def __init__(self, plugins: list[str], threads: int) -> None:
-        self.plugins, self.threads = list(plugins), threads
+    def __init__(self, plugins: list[str], threads: int,
+                 cpus: tuple[int, ...] | None = None) -> None:
+        self.plugins, self.threads, self.cpus = list(plugins), threads, cpus
         self._process: Any = None
         self._conn: Any = None
         self.starts = 0
@@ -96,7 +100,8 @@ class Worker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA or threads
         parent, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, self.plugins, self.threads),
+        self._process = ctx.Process(target=_serve, args=(child, self.plugins, self.threads,
+                                                          self.cpus),
                                     daemon=True, name="attnbench-worker")
         saved = {k: os.environ.get(k) for k in MALLOC_ENV}
         os.environ.update({k: v for k, v in MALLOC_ENV.items() if saved[k] is None})

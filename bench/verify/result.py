@@ -6,6 +6,7 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from attnbench.case_ids import verify_case_id
 from attnbench.variants.registry import Case, dtype_name
 from attnbench.verify.tolerance import Agreement
 
@@ -39,6 +40,13 @@ class CheckResult:
     @property
     def failed(self) -> bool:
         return self.status == "error" or self.passed is False
+
+    def case_id(self, repeat: int = 1) -> str:
+        """The shared grammar's id (``attnbench.case_ids``), e.g.
+        ``verify.grad:sdpa:B1-H4/2-N70-D32-float32-cpu-causal:fwd+bwd``; ``repeat`` numbers
+        further results under the same id in one run."""
+        return verify_case_id(self.check, self.variant, self.case, self.direction,
+                              self.extra.get("attention", ""), repeat)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -25,7 +25,7 @@ from attnbench.verify.result import CheckResult
 from attnbench.verify.runner import ATTENTION_CHECKS, CHECK_NAMES
 from tabulate import tabulate
 
-# Block checks and the reference each compares with (bench.verify.blocks).
+# Block checks and the reference each compares with (attnbench.verify.blocks).
 BLOCK_CHECKS = {"encoder_layer": "TransformerEncoderLayer",
                 "float64_block": "their own float64 computation"}
 
@@ -180,10 +180,11 @@ def strict_json(data: Any) -> Any:
 def open_results(out: str | Path, seed: int, *, plugins: list[str] | None = None,
                  force: bool = False, argv: list[str] | None = None) -> Callable[..., None]:
     """A results directory (suite "verify") and a function recording results into it: one
-    case per result, metric ``passed`` (1/0) and, when measured, ``error_ratio`` (with column
-    ``bound``); skipped results are status "skipped" + reason, raised ones "error" + reason.
-    Calling it again with a longer list records only the results not yet written.
-    ``force`` replaces a previous run in ``out``; ``argv`` is recorded (default sys.argv)."""
+    case per result (named by ``CheckResult.case_id``), metric ``passed`` (1/0) and, when
+    measured, ``error_ratio`` (with column ``bound``); skipped results are status "skipped"
+    + reason, raised ones "error" + reason. Calling it again with a longer list records only
+    the results not yet written. ``force`` replaces a previous run in ``out``; ``argv`` is
+    recorded (default sys.argv)."""
     from attnbench.results import ResultsWriter, check_restart_flags, variant_catalog
 
     check_restart_flags(out, resume=False, force=force)
@@ -196,11 +197,8 @@ def open_results(out: str | Path, seed: int, *, plugins: list[str] | None = None
     def record(results: list[CheckResult], finish: bool = False) -> None:
         nonlocal written
         for r in results[written:]:
-            case_id = ":".join([_who(r), r.check, r.dtype, r.case])
-            seen[case_id] += 1
-            if seen[case_id] > 1:
-                case_id += f":{seen[case_id]}"
-            writer.add_case(case_id, _rows(r))
+            seen[r.case_id()] += 1
+            writer.add_case(r.case_id(seen[r.case_id()]), _rows(r))
         written = len(results)
         if finish:
             failed = sum(r.failed for r in results)
