@@ -153,6 +153,15 @@ def test_shipped_presets_load_and_expand(name):
     assert {c.device for c in cases} == {preset.device}
 
 
+def test_quick_preset_leaves_out_flex_unless_asked():
+    """flex compiles each shape in each worker, so the quick preset excludes it from "every
+    registered variant" (the patterns preset times it); naming it still runs it."""
+    quick = load_preset("quick")
+    assert quick.exclude == ("flex",)
+    assert "flex" not in {c.attention for c in expand(quick)}
+    assert {c.attention for c in expand(quick, variants=("flex",))} == {"flex"}
+
+
 def test_cuda_preset_is_the_issue_matrix():
     preset = load_preset("gpu")
     cases = [c for c in expand(preset) if c.kind == "attention" and c.measure == "full"]

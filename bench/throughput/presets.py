@@ -1,6 +1,7 @@
 """Named benchmark presets, kept as data: ``bench/throughput/presets/<name>.toml``.
 
-A preset file has top-level settings (device, threads, time_limit_s, optional variants,
+A preset file has top-level settings (device, threads, time_limit_s, optional variants or
+exclude (variants left out of "every registered one"),
 control: the variant timed twice as the run's A/A control, default sdpa) and grids. Every
 key of a grid takes a value or a list of values; a grid is the cartesian product:
 
@@ -44,8 +45,8 @@ ATTENTION_KEYS = {"B", "tokens", "Hq", "width", "Hkv", "N", "S", "D", "Dv", "dty
                   "mode", "pattern"}
 MEMORY_KEYS = ATTENTION_KEYS - {"pattern"}  # the memory fit is for plain attention
 BLOCK_KEYS = {"block", "B", "N", "d_model", "n_heads", "dtype", "causal", "mode"}
-TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "control",
-            "timing", "attention", "memory", "block", "limit"}
+TOP_KEYS = {"description", "device", "threads", "time_limit_s", "variants", "exclude",
+            "control", "timing", "attention", "memory", "block", "limit"}
 DEFAULT_CONTROL = "sdpa"
 
 
@@ -66,6 +67,7 @@ class Preset:
     time_limit_s: float
     timing: TimingSettings
     variants: tuple[str, ...] | None  # None: every registered attention variant
+    exclude: tuple[str, ...] = ()  # left out of "every registered variant" (the preset says why)
     control: str = DEFAULT_CONTROL  # the A/A control's variant
     attention: list[dict[str, Any]] = field(default_factory=list)
     memory: list[dict[str, Any]] = field(default_factory=list)
@@ -123,6 +125,7 @@ def load_preset(name_or_path: str) -> Preset:
                   device=str(raw.get("device", "cpu")), threads=int(raw.get("threads", 1)),
                   time_limit_s=float(raw.get("time_limit_s", 60)), timing=timing,
                   variants=tuple(variants) if variants is not None else None,
+                  exclude=tuple(raw.get("exclude", ())),
                   control=str(raw.get("control", DEFAULT_CONTROL)),
                   attention=raw.get("attention", []), memory=raw.get("memory", []),
                   block=raw.get("block", []), limits=limits, raw=raw)
@@ -208,7 +211,8 @@ def expand(preset: Preset, device: str | None = None,
     """Every case of the preset, for the given attention variants (default: the preset's
     list, else every registered attention variant), on ``device`` (default: the preset's)."""
     device = device or preset.device
-    names = list(variants or preset.variants or [v.name for v in list_variants("attention")])
+    names = list(variants or preset.variants or [v.name for v in list_variants("attention")
+                                                 if v.name not in preset.exclude])
     cases: list[BenchCase] = []
     try:
         for section, measure in (("attention", "full"), ("memory", "memory")):
