@@ -48,8 +48,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def copy_sources(dest: Path) -> Path:
-    """The files a checkout consists of, minus caches and the example report."""
-    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "example")
+    """The files a checkout consists of, minus caches and the committed example reports."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "example", "stability-standard")
     for name in PACKAGE_FOLDERS:
         shutil.copytree(REPO / name, dest / name, ignore=skip)
     for name in ("pyproject.toml", "README.md", "attnbench.py"):
