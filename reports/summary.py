@@ -179,9 +179,10 @@ def stability_rows(bundle: Bundle) -> list[list[Any]]:
         failed = runs[runs["verdict"] != "healthy"].sort_values(["depth", "lr"])
         failures = [f"{v} {len(g)}× (depth {fmt_depths(g['depth'])})"
                     for (v,), g in groups(failed, ["verdict"])]
-        mine = per_depth[(per_depth["run"] == run)
-                         & (stability_configs(per_depth) == config)] if not per_depth.empty \
-            else per_depth
+        # the config names come from the whole frame: a subset's may differ (an axis that
+        # varies in the frame, e.g. init over the init diagnostics, may not vary in the subset)
+        mine = per_depth[(per_depth["run"] == run) & (per_depth["config"] == config)] \
+            if not per_depth.empty else per_depth
         lowest = by_depth(mine, "lowest_diverging_lr", fmt_lr, "none")
         sensitivity = by_depth(mine, "lr_sensitivity", fmt, "–")
         verdict = Cell(f"{healthy} of {len(runs)} healthy" + (
