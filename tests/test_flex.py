@@ -53,15 +53,21 @@ def test_compile_log_records_each_problem_once():
     assert flex.compile_log() == {}
 
 
-def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
+def break_compile(monkeypatch, message: str, *, worked: bool) -> torch.Tensor:
+    """Make every compile raise ``message``, as if an earlier one had ``worked`` or not; returns
+    a small q (= k = v) to call flex with."""
     def broken(*args, **kwargs):
-        raise RuntimeError("no C++ compiler")
+        raise RuntimeError(message)
 
     monkeypatch.setenv(flex.EAGER_ENV, "0")
     monkeypatch.setattr(flex, "_compiled", broken)
     monkeypatch.setattr(flex, "_compile_failure", None)
-    monkeypatch.setattr(flex, "_compile_worked", False)
-    q = torch.randn(1, 1, 8, 8)
+    monkeypatch.setattr(flex, "_compile_worked", worked)
+    return torch.randn(1, 1, 8, 8)
+
+
+def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
+    q = break_compile(monkeypatch, "no C++ compiler", worked=False)
     out = get("flex")(q, q, q, causal=True)
     torch.testing.assert_close(out, get("naive")(q, q, q, causal=True))
     assert flex.mode() == ("eager", "torch.compile failed: RuntimeError: no C++ compiler")
@@ -69,14 +75,7 @@ def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
 
 
 def test_a_failure_after_a_working_compile_is_raised(monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("this problem is not supported")
-
-    monkeypatch.setenv(flex.EAGER_ENV, "0")
-    monkeypatch.setattr(flex, "_compiled", broken)
-    monkeypatch.setattr(flex, "_compile_failure", None)
-    monkeypatch.setattr(flex, "_compile_worked", True)
-    q = torch.randn(1, 1, 8, 8)
+    q = break_compile(monkeypatch, "this problem is not supported", worked=True)
     with pytest.raises(RuntimeError, match="this problem is not supported"):
         get("flex")(q, q, q)
     assert flex.mode() == ("compiled", "")
