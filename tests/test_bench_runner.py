@@ -192,16 +192,17 @@ def test_kill_and_interrupt_keep_finished_rows_and_resume_finishes(tmp_path, tin
     def finished() -> set[str]:
         return set(load_results(out).case_id) if (out / "results.jsonl").exists() else set()
 
-    # 1. SIGKILL while a case hangs: the worker must not outlive its parent. (A shape's
-    # variants are recorded together after their interleaved timing, so naive's row appears
-    # once the non-causal hang has hit its limit; the kill lands in the causal shape.)
+    # 1. SIGKILL while a case hangs: the worker must not outlive its parent. The non-causal
+    # hang's error row is written when its check hits the 10 s limit; the kill then lands in
+    # the causal shape's check (a shape's other rows wait for its last replicate).
+    hang_id = naive_id.replace("naive", "bench_test_hangs")
     proc = cli(*args, "--time-limit", "10", env_extra={marker: "1"}, plugin_dir=tmp_path)
-    _wait_for(lambda: naive_id in finished(), seconds=600)  # two workers start first
+    _wait_for(lambda: hang_id in finished(), seconds=600)  # two workers start first
     proc.kill()
     proc.wait()
     _wait_for(lambda: not _processes_with(marker), seconds=20)
     before = load_results(out)
-    assert set(before.case_id) >= {naive_id}
+    assert hang_id in set(before.case_id)
 
     # 2. Resume, then Ctrl-C during the same hang: exit 130, rows kept, nothing redone.
     proc = cli(*args, "--resume", plugin_dir=tmp_path)
@@ -217,11 +218,41 @@ def test_kill_and_interrupt_keep_finished_rows_and_resume_finishes(tmp_path, tin
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr
     after = load_results(out)
+    assert len(after[after.case_id == hang_id]) == 1  # the finished row was kept, not redone
     naive_rows = after[after.case_id == naive_id]
-    assert len(naive_rows) == len(before[before.case_id == naive_id])
-    assert naive_rows.metric.value_counts().max() == 1
+    assert naive_rows.metric.value_counts().max() == 1 and "time_median_s" in set(
+        naive_rows.metric)
     hang = after[after.variant == "bench_test_hangs"]
     assert len(hang) == 2 and set(hang.status) == {"error"}  # causal and not
     assert all("time limit of" in reason for reason in hang.reason)
     assert any("time limit of 2 s" in reason for reason in hang.reason)  # the resumed one
     assert load_provenance(out)["resumed_from"]
+
+
+@pytest.mark.parametrize("groups,processes", [(0, 3), (1, 3), (5, 3), (30, 3), (40, 5), (7, 1)])
+def test_stagger_spreads_each_groups_replicates_and_bounds_what_is_in_flight(groups, processes):
+    from attnbench.throughput.replicate import STAGGER_GROUPS, stagger
+
+    order = stagger(groups, processes)
+    assert sorted(order) == [(g, r) for g in range(groups) for r in range(processes)]
+    position = {step: i for i, step in enumerate(order)}
+    lag = max(1, min(STAGGER_GROUPS, -(-groups // processes)))
+    for g in range(groups):
+        for r in range(1, processes):  # replicates in order
+            assert position[(g, r)] > position[(g, r - 1)]
+        if processes > 1:  # `lag` other groups start between a group's first two replicates
+            between = order[position[(g, 0)] + 1:position[(g, 1)]]
+            assert len({h for h, q in between if q == 0}) == min(lag, groups - 1 - g)
+    in_flight = 0
+    for g, r in order:  # a group is in flight from its first replicate to its last
+        in_flight += (r == 0) - (r == processes - 1)
+        assert in_flight <= STAGGER_GROUPS * (processes - 1) + 1
+
+
+def test_stagger_pins_its_lag_and_rejects_bad_arguments():
+    from attnbench.throughput.replicate import STAGGER_GROUPS, stagger
+
+    assert STAGGER_GROUPS == 8  # replicates of one group about half a minute apart (quick)
+    assert stagger(3, 2) == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]  # lag 2
+    with pytest.raises(ValueError, match="processes >= 1"):
+        stagger(3, 0)

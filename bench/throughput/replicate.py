@@ -9,6 +9,14 @@ other end. Linear
 drift and bursts of contention then land on every arm alike, and a process's own bias lands
 on every variant of the group alike, so it cancels in their ratios (``attnbench.speed``).
 
+The R replicates of a group are spread out in time (``stagger``): worker r times a group
+``STAGGER_GROUPS`` groups after worker r - 1 did, not right after it. The shared 2-core
+machines this was built on switch between a fast and a slow state for seconds to minutes at a
+time (a fixed 512 x 512 matmul measured 3.6 ms and 4.5 ms, alternating every few seconds, with
+nothing else running; docs/methods.md, "Timing"), and back-to-back replicates fell in the same
+state: on 46 cases of three quick runs their median-of-medians spread run to run was p90 51 %
+back to back and 28 % with replicates about 25 s apart.
+
 An A/A control rides along in every attention group: the control variant (the preset's
 ``control``, default sdpa) is a second arm, its twin, built from the same inputs like any
 other case. The twin's time over the original's is the run's noise (``aa_ratio`` rows and the
@@ -26,6 +34,7 @@ from attnbench.speed import noise_floor, process_medians, ratio_interval, replic
 from attnbench.throughput.cases import BenchCase, make_call
 from attnbench.throughput.timing import TimingSettings, time_callable, time_interleaved
 
+STAGGER_GROUPS = 8  # groups between two replicates of a group (at most; see ``stagger``)
 TWIN = "aa-twin:"  # arm key prefix of the A/A control's second arm
 ALONE = "attention-alone:"  # arm key prefix of a block group's attention call alone
 
@@ -66,6 +75,27 @@ def plan_groups(cases: Sequence[BenchCase], control: str) -> list[Group]:
                 arms.append((TWIN + twin.case_id, twin))
         groups.append(Group(key, tuple(members), tuple(arms), twin))
     return groups
+
+
+def stagger(groups: int, processes: int, lag: int = STAGGER_GROUPS) -> list[tuple[int, int]]:
+    """The order of (group, replicate) timings: replicate r of group g comes ``lag`` groups
+    after replicate r - 1 of it, so a group's replicates are minutes apart on a long run and
+    never back to back; with fewer groups than ``lag * processes`` the lag shrinks to spread
+    them over the whole run. A group's replicates stay in order (0 first: it also checks the
+    cases), and every group is finished at most ``lag * (processes - 1)`` groups after it
+    started, so at most that many groups are in flight (lost to an interruption, and timed
+    again by ``--resume``)."""
+    if groups < 0 or processes < 1 or lag < 1:
+        raise ValueError(f"stagger: expected groups >= 0, processes >= 1, lag >= 1; got "
+                         f"{groups}, {processes}, {lag}")
+    lag = max(1, min(lag, math.ceil(groups / processes)))
+    order = []
+    for step in range(groups + lag * (processes - 1)):
+        for r in range(processes):
+            g = step - r * lag
+            if 0 <= g < groups:
+                order.append((g, r))
+    return order
 
 
 def time_arms(arms: Sequence[tuple[str, BenchCase]], settings: TimingSettings, seed: int,

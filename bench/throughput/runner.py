@@ -7,8 +7,9 @@ ran past the time limit, or killed its worker). A rerun with ``resume=True`` ski
 already recorded. Matrix-product peaks come first (``peak_fraction`` needs them), then the
 untimed cases (memory sweep, accuracy only), then the timed cases shape by shape: each case is
 checked (finite result, sampled accuracy, peak memory) in the first worker, then timed with
-the other variants of its shape in every one of ``timing.processes`` workers
-(``throughput.replicate``), with the A/A control alongside. Last come the memory-exponent fits
+the other variants of its shape in every one of ``timing.processes`` workers, with the A/A
+control alongside; a group's replicates are spread over the run (``replicate.stagger``), and
+its rows are written when its last replicate is in. Last come the memory-exponent fits
 and the run's noise floor (they need every memory point and every control).
 """
 
@@ -47,6 +48,7 @@ from attnbench.throughput.replicate import (
     per_process,
     plan_groups,
     sample_records,
+    stagger,
     time_arms,
     time_values,
 )
@@ -246,34 +248,62 @@ def _run_case(worker: Worker, writer: ResultsWriter, case: BenchCase, why: str |
     return status
 
 
-def _run_group(workers: list[Worker], writer: ResultsWriter, group: Group,
-               peaks: dict[tuple[str, str], float], timing: TimingSettings, limit: float,
-               seed: int) -> Counter[str]:
-    """Check each case of a shape in the first worker, time the survivors together in every
-    worker, record them and the group's A/A control; returns the statuses."""
-    counts: Counter[str] = Counter()
-    started = time.monotonic()
-    checked: dict[str, Measurement] = {}
+@dataclass
+class _GroupRun:
+    """One shape group between its first and its last replicate: what the first worker's
+    check found, the arms every worker times, and each worker's samples so far."""
+
+    group: Group
+    checked: dict[str, Measurement] = field(default_factory=dict)
+    arms: list[tuple[str, BenchCase]] = field(default_factory=list)
+    results: dict[int, dict[str, list[float] | str] | str] = field(default_factory=dict)
+    busy_s: float = 0.0  # seconds spent on this group's own calls (check and timings)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def _check_group(worker: Worker, writer: ResultsWriter, group: Group, timing: TimingSettings,
+                 limit: float, seed: int) -> _GroupRun:
+    """Check each case of a shape in the first worker (errors are recorded now); the
+    survivors, their alone arms and the A/A twin become the arms every worker times."""
+    run, started = _GroupRun(group), time.monotonic()
     for case in group.cases:
-        status, result = workers[0].call(measure_case, (case, timing, seed, False), limit)
+        status, result = worker.call(measure_case, (case, timing, seed, False), limit)
         if status != "ok":
             writer.add_case(case.case_id, [_status_row(case, "error", result)])
-            counts[status] += 1
+            run.counts[status] += 1
         else:
-            checked[case.case_id] = result
-    attentions = {c.attention for c in group.cases if c.case_id in checked}
-    arms = [(key, c) for key, c in group.arms
-            if (c.attention in attentions if key.startswith(ALONE) else c.case_id in checked)]
-    results = []
-    for r, worker in enumerate(workers):
-        status, got = worker.call(time_arms, (arms, timing, seed, r % 2 == 1),
-                                  limit * len(arms))
-        results.append(got if status == "ok" else f"process {r}: {got}")
-    wall = round((time.monotonic() - started) / max(len(checked), 1), 3)
+            run.checked[case.case_id] = result
+    attentions = {c.attention for c in group.cases if c.case_id in run.checked}
+    run.arms = [(key, c) for key, c in group.arms
+                if (c.attention in attentions if key.startswith(ALONE)
+                    else c.case_id in run.checked)]
+    run.busy_s += time.monotonic() - started
+    return run
+
+
+def _time_group(worker: Worker, run: _GroupRun, r: int, timing: TimingSettings, limit: float,
+                seed: int) -> None:
+    """Replicate ``r`` of a group: its arms timed together in worker ``r``."""
+    if not run.arms:  # every case of the group failed its check
+        run.results[r] = {}
+        return
+    started = time.monotonic()
+    status, got = worker.call(time_arms, (run.arms, timing, seed, r % 2 == 1),
+                              limit * len(run.arms))
+    run.results[r] = got if status == "ok" else f"process {r}: {got}"
+    run.busy_s += time.monotonic() - started
+
+
+def _record_group(writer: ResultsWriter, run: _GroupRun,
+                  peaks: dict[tuple[str, str], float]) -> Counter[str]:
+    """Write a group's rows once every replicate is in, with its A/A control row."""
+    group, counts = run.group, run.counts
+    results = [run.results[r] for r in sorted(run.results)]
+    wall = round(run.busy_s / max(len(run.checked), 1), 3)
     for case in group.cases:
-        if case.case_id not in checked:
+        if case.case_id not in run.checked:
             continue
-        m = checked[case.case_id]
+        m = run.checked[case.case_id]
         samples, errors = per_process(results, case.case_id)
         if not any(samples):
             writer.add_case(case.case_id, [_status_row(case, "error", "; ".join(
@@ -293,7 +323,7 @@ def _run_group(workers: list[Worker], writer: ResultsWriter, group: Group,
         writer.add_case(case.case_id, measurement_rows(case, m, peaks), records)
         counts["ok"] += 1
     control = group.control
-    if control is not None and control.case_id in checked:
+    if control is not None and control.case_id in run.checked:
         twin, _ = per_process(results, TWIN + control.case_id)
         original, _ = per_process(results, control.case_id)
         writer.add_case(f"control:{control.case_id}", [control_row(group, twin, original)],
@@ -343,11 +373,10 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
     todo: list[Any] = [pid for pid in peak_ids if not writer.is_done(pid)]
     todo += [(c, why) for c, why in triaged if not writer.is_done(c.case_id)
              and (why is not None or c.measure != "full")]
-    todo += groups
     peaks = _recorded_peaks(out)  # on --resume, the peaks the first run measured
     workers = [Worker(config.plugins, threads, cpus) for _ in range(preset.timing.processes)]
     counts: Counter[str] = Counter()
-    progress = _progress_bar(len(todo) - len(groups) + len(timed),
+    progress = _progress_bar(len(todo) + len(timed),
                              sys.stderr.isatty() if config.progress is None else config.progress)
     try:
         for item in todo:
@@ -358,17 +387,21 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
                 if peak is not None:
                     peaks[peak_ids[item]] = peak
                 counts[status] += 1
-                progress.update()
-            elif isinstance(item, Group):
-                progress.set_postfix_str(item.key, refresh=False)
-                counts += _run_group(workers, writer, item, peaks, preset.timing, limit,
-                                     config.seed)
-                progress.update(len(item.cases))
             else:
                 progress.set_postfix_str(item[0].case_id, refresh=False)
                 counts[_run_case(workers[0], writer, *item, peaks, preset.timing, limit,
                                  config.seed)] += 1
-                progress.update()
+            progress.update()
+        running: dict[int, _GroupRun] = {}
+        for g, r in stagger(len(groups), len(workers)):
+            progress.set_postfix_str(f"{groups[g].key} [{r + 1}/{len(workers)}]", refresh=False)
+            if r == 0:
+                running[g] = _check_group(workers[0], writer, groups[g], preset.timing, limit,
+                                          config.seed)
+            _time_group(workers[r], running[g], r, preset.timing, limit, config.seed)
+            if r == len(workers) - 1:
+                counts += _record_group(writer, running.pop(g), peaks)
+                progress.update(len(groups[g].cases))
     finally:
         progress.close()
         for worker in workers:
@@ -380,7 +413,7 @@ def run_throughput(config: RunConfig) -> dict[str, Any]:
     noise = noise_floor_row(out, preset.name)
     if not writer.is_done("noise_floor"):
         writer.add_case("noise_floor", [noise])
-    summary = {"cases": len(triaged), "measured_now": len(todo), "ok": counts["ok"],
+    summary = {"cases": len(triaged), "measured_now": len(todo) + len(groups), "ok": counts["ok"],
                "errors": counts["error"], "skipped": counts["skipped"],
                "worker_starts": sum(w.starts for w in workers), "processes": len(workers),
                "noise_floor": noise.get("value"), "aa_worst_dev": noise.get("aa_worst_dev")}
