@@ -49,6 +49,11 @@ _ALL: tuple[Metric, ...] = (
            "Upper end of the 95 % bootstrap interval of time_median_s, resampling processes."),
     Metric("time_iqr_s", "s", "lower", _T,
            "Interquartile range of all samples of the case, pooled over processes."),
+    Metric("time_min_s", "s", "lower", _T,
+           "Seconds per call in the machine's fast state: the median over worker processes of "
+           "each process's fastest sample. On a shared machine it moves less from run to run "
+           "than time_median_s (docs/methods.md, Timing); calls, ratios and reports use "
+           "time_median_s."),
     Metric("time_n", "count", "none", _T, "Timing samples of the case, over all processes."),
     Metric("time_processes", "count", "none", _T,
            "Worker processes whose samples entered time_median_s."),

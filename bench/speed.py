@@ -62,7 +62,8 @@ def replicated_time(per_process: Sequence[Sequence[float]]) -> dict[str, float]:
     return {"time_median_s": float(np.median(medians)), "time_ci_low_s": low,
             "time_ci_high_s": high, "time_iqr_s": float(q3 - q1),
             "time_n": float(pooled.size), "time_processes": float(len(medians)),
-            "time_process_spread": max(medians) / min(medians) - 1}
+            "time_process_spread": max(medians) / min(medians) - 1,
+            "time_min_s": float(np.median([min(s) for s in per_process if len(s)]))}
 
 
 def ratio_interval(numerator: Sequence[float], denominator: Sequence[float]

@@ -19,9 +19,10 @@ from attnbench.throughput.selection import Selection
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS = {"time_median_s", "time_ci_low_s", "time_ci_high_s", "time_iqr_s", "time_n",
-           "time_processes", "time_process_spread", "flops", "tflops", "peak_fraction",
-           "mem_peak_bytes", "mem_model_bytes", "sampled_error_ratio", "tokens_per_s",
-           "attention_share", "peak_tflops", "mem_exponent", "run", "aa_ratio", "noise_floor"}
+           "time_processes", "time_process_spread", "time_min_s", "flops", "tflops",
+           "peak_fraction", "mem_peak_bytes", "mem_model_bytes", "sampled_error_ratio",
+           "tokens_per_s", "attention_share", "peak_tflops", "mem_exponent", "run", "aa_ratio",
+           "noise_floor"}
 TINY_PRESET = """
 description = "test preset: tiny shapes, a few milliseconds of timing"
 device = "cpu"
@@ -244,7 +245,7 @@ def test_stagger_spreads_each_groups_replicates_and_bounds_what_is_in_flight(gro
             between = order[position[(g, 0)] + 1:position[(g, 1)]]
             assert len({h for h, q in between if q == 0}) == min(lag, groups - 1 - g)
     in_flight = 0
-    for g, r in order:  # a group is in flight from its first replicate to its last
+    for _, r in order:  # a group is in flight from its first replicate to its last
         in_flight += (r == 0) - (r == processes - 1)
         assert in_flight <= STAGGER_GROUPS * (processes - 1) + 1
 

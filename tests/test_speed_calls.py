@@ -46,6 +46,7 @@ def test_replicated_time_is_the_median_of_process_medians():
     assert got["time_processes"] == 3 and got["time_n"] == 9
     assert got["time_ci_low_s"] <= 1.5 <= got["time_ci_high_s"]
     assert got["time_process_spread"] == pytest.approx(1.0)
+    assert got["time_min_s"] == 1.4  # fastest samples 0.9, 2.0, 1.4
     with pytest.raises(ValueError):
         replicated_time([[], []])
 
