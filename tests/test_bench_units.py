@@ -162,6 +162,17 @@ def test_quick_preset_leaves_out_flex_unless_asked():
     assert {c.attention for c in expand(quick, variants=("flex",))} == {"flex"}
 
 
+def test_preset_exclude_with_an_unknown_variant_is_an_error():
+    from dataclasses import replace
+
+    from attnbench.errors import UsageError
+
+    typo = replace(load_preset("quick"), exclude=("flx",))
+    with pytest.raises(UsageError, match=r"exclude names unknown attention variants \['flx'\]"
+                                         r"; registered: .*flex"):
+        expand(typo)
+
+
 def test_cuda_preset_is_the_issue_matrix():
     preset = load_preset("gpu")
     cases = [c for c in expand(preset) if c.kind == "attention" and c.measure == "full"]

@@ -211,8 +211,13 @@ def expand(preset: Preset, device: str | None = None,
     """Every case of the preset, for the given attention variants (default: the preset's
     list, else every registered attention variant), on ``device`` (default: the preset's)."""
     device = device or preset.device
-    names = list(variants or preset.variants or [v.name for v in list_variants("attention")
-                                                 if v.name not in preset.exclude])
+    registered = [v.name for v in list_variants("attention")]
+    unknown = sorted(set(preset.exclude) - set(registered))
+    if unknown:  # a typo would otherwise exclude nothing, silently
+        raise UsageError(f"preset {preset.name}: exclude names unknown attention variants "
+                         f"{unknown}; registered: {', '.join(registered)}")
+    names = list(variants or preset.variants or [n for n in registered
+                                                 if n not in preset.exclude])
     cases: list[BenchCase] = []
     try:
         for section, measure in (("attention", "full"), ("memory", "memory")):
