@@ -5,11 +5,12 @@
 (shape, dtype, pattern, options) compiles once: measured on this project's 2-core CPU machine,
 8-22 s with a cold inductor cache and about 1 s with a warm one (on idle cores, verify's
 problems took 5-7 s cold, the process's first 11 s); later calls take milliseconds. Most of it
-is g++ building the kernel. The compile is static (``dynamic=False``): each problem gets a
-kernel specialised to its shape, which is what benchmarks time. ``dynamic=True`` would let one
-compile serve every N of a pattern (measured: one compile for a sliding window at N = 512 to
-4096, outputs bitwise equal) but times a symbolic-shape kernel instead, and saves nothing in
-verify, whose flex problems all share one shape and differ in dtype and pattern.
+is g++ building the kernel. The compile is static (``dynamic=False``), one kernel per shape.
+``dynamic=True`` was tried (torch 2.13, CPU): one compile served a sliding window at N = 512 to
+4096 with bitwise-equal outputs and the same speed, but the patterns preset's document and
+causal+softcap cases failed to compile (``CppCompileError``; ``LoweringException:
+unbacked_bindings``), and verify would gain nothing: its flex problems share one shape and
+differ only in dtype and pattern.
 
 Eager fallback: with ``ATTNBENCH_FLEX_EAGER=1``, or when the first compile of the process fails
 (no compiler), ``flex`` calls ``flex_attention`` without ``torch.compile``: PyTorch then
