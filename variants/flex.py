@@ -3,7 +3,14 @@
 ``torch.compile(flex_attention)`` is the fused kernel, block-sparse through
 ``create_block_mask`` (a sliding window skips the key blocks it cannot see). Each new problem
 (shape, dtype, pattern, options) compiles once: measured on this project's 2-core CPU machine,
-8-22 s with a cold inductor cache and about 1 s with a warm one; later calls take milliseconds.
+8-22 s with a cold inductor cache and about 1 s with a warm one (on idle cores, verify's
+problems took 5-7 s cold, the process's first 11 s); later calls take milliseconds. Most of it
+is g++ building the kernel. The compile is static (``dynamic=False``), one kernel per shape.
+``dynamic=True`` was tried (torch 2.13, CPU): one compile served a sliding window at N = 512 to
+4096 with bitwise-equal outputs and the same speed, but the patterns preset's document and
+causal+softcap cases failed to compile (``CppCompileError``; ``LoweringException:
+unbacked_bindings``), and verify would gain nothing: its flex problems share one shape and
+differ only in dtype and pattern.
 
 Eager fallback: with ``ATTNBENCH_FLEX_EAGER=1``, or when the first compile of the process fails
 (no compiler), ``flex`` calls ``flex_attention`` without ``torch.compile``: PyTorch then
