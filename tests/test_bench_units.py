@@ -235,3 +235,23 @@ def test_pinned_worker_runs_on_the_chosen_cpu():
         worker.close()
     assert (status, got) == ("ok", set(cpus))
     assert load_preset("quick").timing.pin  # the quick preset pins (see its comment)
+
+
+def test_workers_allocate_by_one_fixed_policy():
+    """Every timing worker gets the memory policy that makes processes with different
+    histories allocate alike (throughput.worker's docstring has the measurements); the gate's
+    side workers get the same one."""
+    from attnbench.gate.sides import FIXED_ENV
+    from attnbench.throughput.worker import MALLOC_ENV
+
+    assert MALLOC_ENV == {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+                          "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30),
+                          "MALLOC_TOP_PAD_": str(2**30), "THP_MEM_ALLOC_ENABLE": "1"}
+    assert MALLOC_ENV.items() <= FIXED_ENV.items()
+    worker = Worker([], 1)
+    try:
+        got = {k: worker.call(os.getenv, (k,), 120) for k in MALLOC_ENV}
+    finally:
+        worker.close()
+    assert got == {k: ("ok", v) for k, v in MALLOC_ENV.items()}
+    assert "MALLOC_TOP_PAD_" not in os.environ  # the parent's environment is restored

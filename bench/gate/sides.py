@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.throughput.worker import MALLOC_ENV
+
 DRIVER_ROOT = Path(__file__).resolve().parents[2]  # the tree this code runs from
 
 
-# One thread, and a fixed glibc malloc policy. By default glibc adapts its mmap threshold to a
-# process's allocation history, so whether a large tensor costs fresh zeroed pages on every
-# call differs between two processes running the same code: same-tree (A/A) comparisons
-# measured 0.82x-1.9x without these settings and within 0.86x-1.07x with them.
-FIXED_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-             "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30),
-             "MALLOC_TOP_PAD_": str(64 * 2**20)}
+# One thread, and the benchmark workers' memory policy (``throughput.worker.MALLOC_ENV``: why).
+# By default glibc adapts its mmap threshold to a process's allocation history, so whether a
+# large tensor costs fresh zeroed pages on every call differs between two processes running
+# the same code: same-tree (A/A) comparisons measured 0.82x-1.9x without a fixed policy and
+# within 0.86x-1.07x with one.
+FIXED_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **MALLOC_ENV}
 
 
 class WorkerError(RuntimeError):

@@ -9,11 +9,21 @@ runs past its limit or the worker dies, the worker is killed and a fresh one sta
 next case. The worker ignores Ctrl-C (the parent owns the interruption and kills it) and asks
 Linux to kill it if the parent dies, so no orphan keeps running after a ``kill``.
 
-The worker's glibc malloc gets a fixed mmap threshold (32 MiB, glibc's maximum) and no heap
-trimming. With glibc's default *dynamic* threshold, whether a 16 MiB score matrix comes from
-the heap or from a fresh mmap (page faults on every call) depends on the process's history:
-the same naive case measured 18 ms in one process and 41 ms in another. Fixed, every call of
-a case allocates the same way, and the per-case IQR dropped about 10x on that case.
+The worker's memory policy (``MALLOC_ENV``) makes every worker allocate the same way, whatever
+it ran before. With glibc's default *dynamic* mmap threshold, whether a 16 MiB score matrix
+comes from the heap or from a fresh mmap (page faults on every call) depends on the process's
+history: the same naive case measured 18 ms in one process and 41 ms in another. So the
+threshold is fixed (32 MiB, glibc's maximum) and the heap is never trimmed. That still left
+tensors of 32 MiB and more (naive's scores at B1 H2 N2048) to history: glibc serves them from
+the heap only if its top has room, else from a fresh mmap, so the worker that had run the
+memory sweep timed naive N2048 at 42 ms and the two others at 60-97 ms, in every run. Two more
+settings close that: ``MALLOC_TOP_PAD_`` (1 GiB) makes the heap grow in 1 GiB steps, so large
+tensors come from the heap and their pages are faulted in once, and PyTorch's
+``THP_MEM_ALLOC_ENABLE`` aligns tensors of 2 MiB and more to 2 MiB and asks for transparent
+huge pages (``madvise``), so every process gets the same page layout. Six fresh processes
+timing naive N2048 D64: 101-102 ms with the threshold alone, 43-60 ms with the top pad,
+41-47 ms with both. The top pad is address space, not resident memory: pages are touched only
+when a case uses them.
 
 Variants must be importable in the worker: the built-ins, ``--plugin`` modules, entry points.
 """
@@ -31,7 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
-              "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30)}  # a user's own setting wins
+              "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30),
+              "MALLOC_TOP_PAD_": str(2**30),
+              "THP_MEM_ALLOC_ENABLE": "1"}  # a user's own setting wins
 START_TIMEOUT_S = 300.0  # importing torch and plugins, initialising CUDA
 REASON_CHARS = 300
 
