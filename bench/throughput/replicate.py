@@ -13,9 +13,9 @@ The R replicates of a group are spread out in time (``stagger``): worker r times
 ``STAGGER_GROUPS`` groups after worker r - 1 did, not right after it. The shared 2-core
 machines this was built on switch between a fast and a slow state for seconds to minutes at a
 time (a fixed 512 x 512 matmul measured 3.6 ms and 4.5 ms, alternating every few seconds, with
-nothing else running; docs/methods.md, "Timing"), and back-to-back replicates fell in the same
-state: on 46 cases of three quick runs their median-of-medians spread run to run was p90 51 %
-back to back and 28 % with replicates about 25 s apart.
+nothing else running), and back-to-back replicates fell in the same state. Run to run, the
+quick preset's per-case spread went from p90 42 % to 11 % with this alone (docs/methods.md,
+"Timing", has the measurements).
 
 An A/A control rides along in every attention group: the control variant (the preset's
 ``control``, default sdpa) is a second arm, its twin, built from the same inputs like any
