@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnbench.throughput.timing import pinned_cpus
 from attnbench.throughput.worker import MALLOC_ENV
 
 DRIVER_ROOT = Path(__file__).resolve().parents[2]  # the tree this code runs from
@@ -47,6 +48,14 @@ class SideSpec:
 class SideWorker:
     """The driver's handle on one ``attnbench.gate.worker`` subprocess.
 
+    Every side's worker runs on the same one CPU (``throughput.timing.pinned_cpus``): the
+    driver asks one side at a time, so they never compete for it, and a side cannot sit on a
+    faster or slower CPU than the other for its whole life. Unpinned, identical trees
+    measured 1.25x apart on a small sdpa case in both the first look and the fresh pair of
+    processes (a false regression in CI). The two vCPUs of the shared machines run fast or
+    slow independently: timed at the same moments, a GQA sdpa call took 8.8 ms on one and
+    11.2 ms on the other, and 10.7 ms against 8.4 ms eight seconds later.
+
     Creating it starts the process; ``wait_ready()`` waits until the side's variants are
     imported (so two workers can start at once: importing torch takes seconds).
     """
@@ -60,8 +69,11 @@ class SideWorker:
         cmd = [sys.executable, "-m", "attnbench.gate.worker", str(side.root)]
         for plugin in side.plugins:
             cmd += ["--plugin", plugin]
+        cpus = pinned_cpus(1)
         self.proc = subprocess.Popen(cmd, cwd=DRIVER_ROOT, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
+                                     stdout=subprocess.PIPE, stderr=self.stderr,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus))
+                                     if cpus else None)
 
     def wait_ready(self) -> SideWorker:
         ready = self._read()
